@@ -1,0 +1,75 @@
+# Every target sets up what it needs (a virtualenv in .venv, Debian packages when missing) and is safe to re-run.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+COLLECTION_LINK := .cache/collections/ansible_collections/payments/deploy
+DEBIAN_PACKAGES := haproxy redis-server
+GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit \
+	integration e2e clean
+
+help:
+	@echo "make demo   set up, start the lab, deploy 1.1.0 and show the result"
+	@echo "make test   set up and run the whole test suite (lint, sanity, unit, integration, e2e)"
+	@echo "make lint | sanity | unit | integration | e2e | lab-up | lab-down | lab-status | clean"
+
+$(VENV)/.installed: requirements-dev.txt requirements.txt
+	@python=$$(scripts/find-python.sh) || exit 1; \
+	  [ -x $(PY) ] || "$$python" -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+system-packages:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# ansible-test and `payments.deploy.*` names need the checkout at .../ansible_collections/payments/deploy.
+collection:
+	@mkdir -p $(dir $(COLLECTION_LINK)) && ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+lab-up: venv system-packages collection
+	lab/labctl up
+
+lab-down: venv
+	lab/labctl down
+
+lab-status: venv
+	lab/labctl status
+
+demo: lab-up
+	$(PY) scripts/demo.py
+
+lint: venv collection
+	$(BIN)/ansible-lint --profile production --offline
+	$(PY) -m compileall -q lab scripts tests bench
+
+$(GET_PIP_CACHE):
+	# ansible-test downloads get-pip from a host that may be unreachable: bootstrap pip from ensurepip.
+	mkdir -p $(dir $@)
+	printf 'import ensurepip\nensurepip.bootstrap(upgrade=True)\n' > $@
+
+sanity: venv collection $(GET_PIP_CACHE)
+	cd $(COLLECTION_LINK) && PATH=$(CURDIR)/$(BIN):$$PATH ansible-test sanity --local --python 3.13 --color no
+
+unit: venv collection
+	$(PY) -m pytest tests/unit -q
+
+integration: venv collection system-packages
+	$(PY) -m pytest tests/integration tests/lab -q
+
+e2e: lab-up
+	$(PY) -m pytest tests/e2e -q
+
+test: lint sanity unit integration e2e
+
+clean: lab-down
+	rm -rf .cache tests/output

@@ -1,0 +1,349 @@
+"""labctl: start, stop and describe the local lab (real servers on 127.0.0.1, state under one directory)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+LAB_SRC = REPO / "lab"
+INVENTORY = REPO / "inventories" / "lab"
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+DEFAULT_VERSIONS = ("1.0.0", "1.1.0")
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("PAYMENTS_LAB_DIR") or REPO / ".lab").resolve()
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def load_topology() -> dict:
+    """Ports and hosts come from the lab inventory, so the servers and the inventory agree."""
+    hosts = yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"]["children"]
+    settings = yaml.safe_load((INVENTORY / "group_vars" / "all" / "lab.yml").read_text())
+    apps = {}
+    for group in ("production_app", "staging_app"):
+        for name, hostvars in hosts[group]["hosts"].items():
+            apps[name] = {"group": group, "ports": hostvars["payments_colour_ports"]}
+    return {"ports": settings["lab_ports"], "apps": apps, "lb": next(iter(hosts["loadbalancers"]["hosts"]))}
+
+
+def ensure_secrets(state: Path) -> dict:
+    path = state / "secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    values = {
+        "postgres_password": secrets.token_urlsafe(18),
+        "postgres_superuser_password": secrets.token_urlsafe(18),
+        "redis_password": secrets.token_urlsafe(18),
+        "api_key": "pk_lab_" + secrets.token_urlsafe(24),
+        "admin_key": "ak_lab_" + secrets.token_urlsafe(24),
+        "encryption_key": secrets.token_hex(32),
+        "hash_salt": secrets.token_hex(16),
+        "stripe_secret_key": "sk_test_lab" + secrets.token_hex(12),
+        "stripe_webhook_secret": "whsec_" + secrets.token_hex(16),
+    }
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(values, indent=2) + "\n")
+    return values
+
+
+def as_postgres(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: drop to the postgres user when needed."""
+    if os.geteuid() != 0:
+        return cmd
+    if subprocess.run(["id", "-u", "postgres"], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+def chown_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, "postgres", "postgres")
+
+
+def init_postgres(state: Path, topo: dict, creds: dict) -> None:
+    data = state / "postgres" / "data"
+    run = state / "run" / "postgres"
+    run.mkdir(parents=True, exist_ok=True)
+    chown_postgres(run)
+    if (data / "PG_VERSION").exists():
+        return
+    data.mkdir(parents=True, exist_ok=True)
+    data.chmod(0o700)
+    chown_postgres(data)
+    pwfile = state / "postgres" / "superuser.pw"
+    pwfile.write_text(creds["postgres_superuser_password"] + "\n")
+    pwfile.chmod(0o600)
+    chown_postgres(pwfile)
+    subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile),
+                                "--auth-local=peer", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"]),
+                   check=True, stdout=subprocess.DEVNULL)
+    pwfile.unlink()
+    with (data / "postgresql.conf").open("a") as conf:
+        conf.write(f"\n# lab\nlisten_addresses = '127.0.0.1'\nport = {topo['ports']['postgres']}\n"
+                   f"unix_socket_directories = '{run}'\nmax_connections = 200\n")
+
+
+def bootstrap_database(state: Path, topo: dict, creds: dict) -> None:
+    """Create the service's role and database and apply the bootstrap schema (idempotent)."""
+    sock = str(state / "run" / "postgres")
+    port = str(topo["ports"]["postgres"])
+    psql = [str(PG_BIN / "psql"), "-h", sock, "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt"]
+    exists = subprocess.run(as_postgres([*psql, "-d", "postgres", "-c",
+                                         "SELECT 1 FROM pg_roles WHERE rolname = 'payments'"]),
+                            capture_output=True, text=True, check=True).stdout.strip()
+    if not exists:
+        password = creds["postgres_password"].replace("'", "''")
+        # The statement goes through stdin so that the password is not in any process' argv.
+        subprocess.run(as_postgres([*psql, "-d", "postgres"]), input=f"CREATE ROLE payments LOGIN PASSWORD '{password}';"
+                       "CREATE DATABASE payments OWNER payments;", text=True, check=True)
+    schema = (LAB_SRC / "payment_service" / "bootstrap.sql").read_text()
+    subprocess.run(as_postgres([*psql, "-d", "payments"]), input="SET ROLE payments;\n" + schema,
+                   text=True, check=True, stdout=subprocess.DEVNULL)
+
+
+def supervisor_base(root: Path, name: str, foreground: bool) -> str:
+    return f"""[unix_http_server]
+file={root}/run/supervisor.sock
+chmod=0700
+
+[supervisord]
+logfile={root}/var/log/supervisor/supervisord.log
+pidfile={root}/run/supervisord.pid
+childlogdir={root}/var/log/supervisor
+identifier={name}
+nodaemon={"true" if foreground else "false"}
+user=root
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{root}/run/supervisor.sock
+"""
+
+
+def program(name: str, command: str, log_dir: Path, **extra: str) -> str:
+    lines = [f"[program:{name}]", f"command={command}", "autostart=true", "autorestart=true", "startsecs=1",
+             "stopwaitsecs=30", f"stdout_logfile={log_dir}/{name}.log", "redirect_stderr=true"]
+    lines += [f"{key}={value}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n\n"
+
+
+def render_haproxy(state: Path, topo: dict) -> Path:
+    lb_root = state / "hosts" / topo["lb"]
+    for sub in ("etc/haproxy", "run/haproxy"):
+        (lb_root / sub).mkdir(parents=True, exist_ok=True)
+    map_file = lb_root / "etc" / "haproxy" / "colours.map"
+    if not map_file.exists():  # the live colour is state: never reset it on a re-run
+        map_file.write_text("production blue\nstaging blue\n")
+    template = (LAB_SRC / "templates" / "haproxy.cfg").read_text()
+    backends = []
+    for env, group in (("production", "production_app"), ("staging", "staging_app")):
+        for colour in ("blue", "green"):
+            servers = "".join(f"    server {host} 127.0.0.1:{app['ports'][colour]} check\n"
+                              for host, app in topo["apps"].items() if app["group"] == group)
+            backends.append(f"backend {env}_{colour}\n    option httpchk GET /readyz\n"
+                            f"    http-check expect status 200\n{servers}")
+    cfg = template.format(admin_socket=lb_root / "run" / "haproxy" / "admin.sock", map_file=map_file,
+                          production_port=topo["ports"]["production"], staging_port=topo["ports"]["staging"],
+                          backends="\n".join(backends))
+    path = lb_root / "etc" / "haproxy" / "haproxy.cfg"
+    path.write_text(cfg)
+    return path
+
+
+def render_redis(state: Path, topo: dict, creds: dict) -> Path:
+    (state / "redis").mkdir(parents=True, exist_ok=True)
+    path = state / "redis" / "redis.conf"
+    path.touch(mode=0o600)
+    path.write_text(f"bind 127.0.0.1\nport {topo['ports']['redis']}\nrequirepass {creds['redis_password']}\n"
+                    f"dir {state / 'redis'}\nsave \"\"\nappendonly no\nprotected-mode yes\n")
+    return path
+
+
+def render_app_host(state: Path, host: str) -> Path:
+    root = state / "hosts" / host
+    for sub in ("etc/supervisor/conf.d", "run", "var/log/supervisor", "var/log/payments", "opt/payments"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    path = root / "etc" / "supervisor" / "supervisord.conf"
+    path.write_text(supervisor_base(root, host, foreground=True) + f"[include]\nfiles = {root}/etc/supervisor/conf.d/*.conf\n")
+    return path
+
+
+def render_lab_supervisor(state: Path, topo: dict, creds: dict) -> Path:
+    """One supervisor for the lab's servers; each app host's own supervisor runs under it."""
+    logs = state / "var" / "log" / "supervisor"
+    logs.mkdir(parents=True, exist_ok=True)
+    (state / "run").mkdir(exist_ok=True)
+    bindir = venv_bin()
+    conf = supervisor_base(state, "payments-lab", foreground=False)
+    conf += program("postgres", f"{PG_BIN / 'postgres'} -D {state / 'postgres' / 'data'}", logs,
+                    user="postgres" if os.geteuid() == 0 else "", stopsignal="INT", priority="10")
+    conf += program("redis", f"/usr/bin/redis-server {render_redis(state, topo, creds)}", logs, priority="10")
+    conf += program("s3", f"{bindir / 'moto_server'} -H 127.0.0.1 -p {topo['ports']['s3']}", logs, priority="10")
+    conf += program("artifacts", f"{bindir / 'python'} -m http.server {topo['ports']['artifacts']} --bind 127.0.0.1"
+                    f" --directory {state / 'artifacts'}", logs, priority="10")
+    conf += program("haproxy", f"/usr/sbin/haproxy -W -db -f {render_haproxy(state, topo)}", logs,
+                    priority="20", stopsignal="USR1")
+    for host in topo["apps"]:
+        conf += program(f"host-{host}", f"{bindir / 'supervisord'} -c {render_app_host(state, host)}", logs,
+                        priority="30", stopwaitsecs="60")
+    conf = conf.replace("user=\n", "")
+    path = state / "supervisord.conf"
+    path.write_text(conf)
+    return path
+
+
+def build_artifacts(state: Path) -> None:
+    out = state / "artifacts"
+    out.mkdir(parents=True, exist_ok=True)
+    for version in DEFAULT_VERSIONS:
+        if not (out / f"payment-service-{version}.tar.gz.sha256").exists():
+            subprocess.run([sys.executable, str(LAB_SRC / "build_release.py"), "--version", version,
+                            "--output-dir", str(out)], check=True, stdout=subprocess.DEVNULL)
+
+
+def supervisorctl(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([str(venv_bin() / "supervisorctl"), "-c", str(state / "supervisord.conf"), *args],
+                          capture_output=True, text=True, check=check)
+
+
+def supervisor_running(state: Path) -> bool:
+    sock = state / "run" / "supervisor.sock"
+    return sock.exists() and supervisorctl(state, "pid", check=False).returncode == 0
+
+
+def wait_for(label: str, probe, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if probe():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"labctl: {label} did not come up within {timeout:.0f}s (see {state_dir() / 'var' / 'log' / 'supervisor'})")
+
+
+def tcp_open(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as answer:
+        return answer.status < 500
+
+
+def endpoints(state: Path, topo: dict) -> dict:
+    """Every endpoint of the lab; credentials stay in secrets_file (mode 0600), never printed."""
+    ports = topo["ports"]
+    lb_root = state / "hosts" / topo["lb"]
+    return {
+        "production_url": f"http://127.0.0.1:{ports['production']}",
+        "staging_url": f"http://127.0.0.1:{ports['staging']}",
+        "postgres_dsn": f"postgresql://payments@127.0.0.1:{ports['postgres']}/payments",
+        "redis_url": f"redis://127.0.0.1:{ports['redis']}/0",
+        "s3_endpoint": f"http://127.0.0.1:{ports['s3']}",
+        "artifacts_url": f"http://127.0.0.1:{ports['artifacts']}",
+        "haproxy_admin_socket": str(lb_root / "run" / "haproxy" / "admin.sock"),
+        "haproxy_map_file": str(lb_root / "etc" / "haproxy" / "colours.map"),
+        "secrets_file": str(state / "secrets.json"),
+        "state_dir": str(state),
+    }
+
+
+def cmd_up(_args: argparse.Namespace) -> int:
+    state, topo = state_dir(), load_topology()
+    state.mkdir(parents=True, exist_ok=True)
+    creds = ensure_secrets(state)
+    init_postgres(state, topo, creds)
+    build_artifacts(state)
+    conf = render_lab_supervisor(state, topo, creds)
+    if supervisor_running(state):
+        supervisorctl(state, "update")
+        supervisorctl(state, "start", "all", check=False)
+    else:
+        subprocess.run([str(venv_bin() / "supervisord"), "-c", str(conf)], check=True,
+                       start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for("supervisord", lambda: supervisor_running(state))
+    ports = topo["ports"]
+    wait_for("postgres", lambda: tcp_open(ports["postgres"]))
+    wait_for("redis", lambda: tcp_open(ports["redis"]))
+    wait_for("s3", lambda: http_ok(f"http://127.0.0.1:{ports['s3']}/"))
+    wait_for("artifacts", lambda: http_ok(f"http://127.0.0.1:{ports['artifacts']}/"))
+    wait_for("haproxy", lambda: Path(endpoints(state, topo)["haproxy_admin_socket"]).exists())
+    for host in topo["apps"]:
+        wait_for(f"supervisor of {host}", lambda h=host: (state / "hosts" / h / "run" / "supervisor.sock").exists())
+    bootstrap_database(state, topo, creds)
+    print(f"lab is up: state in {state}")
+    return cmd_status(argparse.Namespace(json=False))
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state = state_dir()
+    if supervisor_running(state):
+        supervisorctl(state, "shutdown", check=False)
+        wait_for("supervisord shutdown", lambda: not supervisor_running(state) and not
+                 (state / "run" / "supervisord.pid").exists(), timeout=90)
+    if args.purge and state.exists():
+        shutil.rmtree(state)
+        print(f"lab state removed: {state}")
+    print("lab is down")
+    return 0
+
+
+def program_states(state: Path) -> dict:
+    if not supervisor_running(state):
+        return {}
+    out = supervisorctl(state, "status", check=False).stdout
+    return {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip()}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state, topo = state_dir(), load_topology()
+    info = endpoints(state, topo)
+    info["programs"] = program_states(state)
+    info["running"] = bool(info["programs"]) and all(s == "RUNNING" for s in info["programs"].values())
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            if key != "programs":
+                print(f"{key:22} {value}")
+        for name, status in info["programs"].items():
+            print(f"  {name:20} {status}")
+    return 0 if info["running"] else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="labctl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the lab (idempotent)").set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop every lab process")
+    down.add_argument("--purge", action="store_true", help="also delete the lab state directory")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="show endpoints and process states")
+    status.add_argument("--json", action="store_true", help="print the endpoints as one JSON object")
+    status.set_defaults(func=cmd_status)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
