@@ -1,0 +1,142 @@
+"""Build reproducible release artifacts (NAME-VERSION.tar.gz plus .sha256) of the reference payment service."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tarfile
+from pathlib import Path
+
+NAME = "payment-service"
+DEFAULT_SOURCE = Path(__file__).resolve().parent / "payment_service"
+DEFAULT_VERSIONS = ("1.0.0", "1.1.0")
+INCLUDED = ("payment_service", "gunicorn.conf.py", "migrations")
+EXCLUDED_PARTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache"})
+EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
+# Every entry gets the same timestamp (1980-01-01, the oldest date every archive format can hold).
+FIXED_MTIME = 315532800
+START_COMMAND = ("python3 -m gunicorn --config gunicorn.conf.py --bind 127.0.0.1:{port} "
+                 "payment_service.wsgi:application")
+ENV = ["DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ENCRYPTION_KEY",
+       "HASH_SALT", "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY"]
+
+
+def manifest(version: str) -> bytes:
+    """manifest.json of a release: what the deploy tooling reads to install and start it."""
+    data = {"name": NAME, "version": version, "start_command": START_COMMAND, "migrations_dir": "migrations",
+            "health": {"liveness": "/healthz", "readiness": "/readyz", "version": "/version"}, "env": ENV}
+    return (json.dumps(data, indent=2) + "\n").encode("utf-8")
+
+
+def source_files(source: Path) -> list[Path]:
+    """The files and directories shipped, relative to source; caches and dotfiles left out."""
+    missing = [name for name in INCLUDED if not (source / name).exists()]
+    if missing:
+        raise SystemExit(f"build_release: {source} lacks {', '.join(missing)}")
+    found: list[Path] = []
+    for name in INCLUDED:
+        top = source / name
+        found.append(top.relative_to(source))
+        if top.is_dir():
+            found += [path.relative_to(source) for path in top.rglob("*") if _shipped(path.relative_to(source))]
+    return found
+
+
+def _shipped(relative: Path) -> bool:
+    hidden = any(part.startswith(".") or part in EXCLUDED_PARTS for part in relative.parts)
+    return not hidden and not relative.name.endswith(EXCLUDED_SUFFIXES)
+
+
+def _entry(name: str, is_dir: bool, size: int = 0) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    info.mode = 0o755 if is_dir else 0o644
+    info.size = size
+    info.mtime = FIXED_MTIME
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def release_entries(source: Path, version: str) -> dict[str, bytes | None]:
+    """Archive name to content (None for a directory) of every entry of the release."""
+    top = f"{NAME}-{version}"
+    entries: dict[str, bytes | None] = {top: None, f"{top}/manifest.json": manifest(version)}
+    for relative in source_files(source):
+        path = source / relative
+        entries[f"{top}/{relative.as_posix()}"] = None if path.is_dir() else path.read_bytes()
+    return entries
+
+
+def tar_bytes(source: Path, version: str) -> bytes:
+    """The uncompressed tar stream: one top directory, sorted entries, normalised metadata."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(release_entries(source, version).items()):
+            if data is None:
+                tar.addfile(_entry(name, is_dir=True))
+            else:
+                tar.addfile(_entry(name, is_dir=False, size=len(data)), io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """gzip with no file name and mtime 0 in the header, so equal input gives equal output."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, compresslevel=9, mtime=0) as stream:
+        stream.write(data)
+    return buffer.getvalue()
+
+
+def build(source: Path, version: str, output_dir: Path) -> dict[str, object]:
+    """Write the tarball and its sha256 file atomically; return what was built."""
+    archive = gzip_bytes(tar_bytes(source, version))
+    digest = hashlib.sha256(archive).hexdigest()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"{NAME}-{version}.tar.gz"
+    _write_atomically(path, archive)
+    _write_atomically(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n".encode("ascii"))
+    return {"path": str(path), "sha256": digest, "size": len(archive)}
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def semver(value: str) -> str:
+    """argparse type: a plain X.Y.Z version."""
+    if not SEMVER.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a semantic version X.Y.Z (e.g. 1.1.0)")
+    return value
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--version", type=semver, help="release version X.Y.Z")
+    which.add_argument("--all", action="store_true", help=f"build the lab versions {', '.join(DEFAULT_VERSIONS)}")
+    parser.add_argument("--output-dir", type=Path, required=True, help="directory for the artifacts")
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="service source directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the requested versions and print one JSON line per artifact."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    for version in DEFAULT_VERSIONS if args.all else (args.version,):
+        print(json.dumps(build(args.source.resolve(), version, args.output_dir)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Reference payment service: a plain WSGI application served by gunicorn."""

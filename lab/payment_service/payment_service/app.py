@@ -1,0 +1,77 @@
+"""The WSGI application: routing, error handling, security headers and request metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+import psycopg
+import redis
+
+from . import admin, customers, health
+from .routes import UNMATCHED, Match, Router
+from .service import Service
+from .web import SECURITY_HEADERS, HTTPError, Request, Response, error_response
+
+Handler = Callable[[Service, Request, dict[str, str]], Response]
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+UNAVAILABLE = (psycopg.OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def build_router() -> Router[Handler]:
+    """Every route of the service."""
+    router: Router[Handler] = Router()
+    router.add("/healthz", {"GET": health.healthz})
+    router.add("/readyz", {"GET": health.readyz})
+    router.add("/version", {"GET": health.version})
+    router.add("/metrics", {"GET": health.metrics})
+    router.add("/v1/customers", {"POST": customers.create})
+    router.add("/v1/customers/{id}", {"GET": customers.fetch})
+    router.add("/admin/stats", {"GET": admin.stats})
+    return router
+
+
+class PaymentApp:
+    """A WSGI callable around the router."""
+
+    def __init__(self, service: Service, router: Router[Handler]) -> None:
+        self.service = service
+        self.router = router
+        self.identity = [("X-Served-By", service.settings.instance),
+                         ("X-Service-Version", service.manifest.version)]
+
+    def __call__(self, environ: Mapping[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
+        request = Request(environ)
+        match = self.router.resolve(request.method, request.path)
+        response = self.respond(request, match)
+        self.service.metrics.observe_request(request.method, match.template, response.status,
+                                             time.monotonic() - started)
+        headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
+                   *SECURITY_HEADERS, *self.identity, *response.headers]
+        start_response(response.status_line(), headers)
+        return [] if request.method == "HEAD" else [response.body]
+
+    def respond(self, request: Request, match: Match[Handler]) -> Response:
+        """The handler's response, or a JSON error that carries no traceback and no secret."""
+        try:
+            return self.dispatch(request, match)
+        except HTTPError as error:
+            return error_response(error)
+        except UNAVAILABLE as exc:
+            self.service.logger.warning("%s %s: backing service unavailable: %s: %s",
+                                        request.method, match.template, type(exc).__name__, exc)
+            return error_response(HTTPError(503, "service_unavailable", "a backing service is unavailable",
+                                            [("Retry-After", "1")]))
+        except Exception:  # the last line of defence: log the traceback, answer a bare 500
+            self.service.logger.exception("%s %s: unhandled error", request.method, match.template)
+            return error_response(HTTPError(500, "internal_error", "internal error"))
+
+    def dispatch(self, request: Request, match: Match[Handler]) -> Response:
+        """Call the matched handler, or raise 404 / 405."""
+        if match.template == UNMATCHED:
+            raise HTTPError(404, "not_found", "no such route")
+        if match.handler is None:
+            allowed = ", ".join(match.allowed)
+            raise HTTPError(405, "method_not_allowed", f"allowed methods: {allowed}", [("Allow", allowed)])
+        return match.handler(self.service, request, match.params)

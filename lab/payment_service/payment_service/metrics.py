@@ -1,0 +1,94 @@
+"""In-process Prometheus metrics (one gunicorn worker, so one registry) and their text exposition."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+PAYMENT_OUTCOMES = ("succeeded", "failed")
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def label_value(value: str) -> str:
+    """A label value escaped for the text format."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def labels(**pairs: str) -> str:
+    """A label set such as {method="GET",route="/healthz"}."""
+    return "{" + ",".join(f'{name}="{label_value(value)}"' for name, value in pairs.items()) + "}"
+
+
+@dataclass
+class Histogram:
+    """Bucket counts (not cumulative), sum and count of one label set."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * len(BUCKETS))
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, seconds: float) -> None:
+        """Record one observation."""
+        for index, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                self.counts[index] += 1
+                break
+        self.total += seconds
+        self.count += 1
+
+    def lines(self, name: str, route: str) -> list[str]:
+        """Cumulative bucket lines plus _sum and _count."""
+        out, running = [], 0
+        for bound, bucket in zip(BUCKETS, self.counts):
+            running += bucket
+            out.append(f"{name}_bucket{labels(route=route, le=repr(bound))} {running}")
+        out.append(f"{name}_bucket{labels(route=route, le='+Inf')} {self.count}")
+        out.append(f"{name}_sum{labels(route=route)} {self.total!r}")
+        out.append(f"{name}_count{labels(route=route)} {self.count}")
+        return out
+
+
+class Metrics:
+    """Request, payment and refund metrics of this process."""
+
+    def __init__(self, version: str, instance: str, colour: str) -> None:
+        self._lock = threading.Lock()
+        self._info = labels(version=version, instance=instance, colour=colour)
+        self._requests: dict[tuple[str, str, str], int] = {}
+        self._durations: dict[str, Histogram] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a finished request and its duration; route is a template, never a raw path."""
+        method = method if method in KNOWN_METHODS else "other"
+        with self._lock:
+            key = (method, route, str(status))
+            self._requests[key] = self._requests.get(key, 0) + 1
+            self._durations.setdefault(route, Histogram()).observe(seconds)
+
+    def render(self) -> str:
+        """The whole registry in the Prometheus text format."""
+        with self._lock:
+            lines = self._request_lines() + self._business_lines()
+        return "\n".join(lines) + "\n"
+
+    def _request_lines(self) -> list[str]:
+        lines = ["# HELP http_requests_total HTTP requests by method, route template and status.",
+                 "# TYPE http_requests_total counter"]
+        for (method, route, status), count in sorted(self._requests.items()):
+            lines.append(f"http_requests_total{labels(method=method, route=route, status=status)} {count}")
+        lines += ["# HELP http_request_duration_seconds Request latency by route template.",
+                  "# TYPE http_request_duration_seconds histogram"]
+        for route, histogram in sorted(self._durations.items()):
+            lines += histogram.lines("http_request_duration_seconds", route)
+        return lines
+
+    def _business_lines(self) -> list[str]:
+        # No payment endpoint exists yet: the series are declared at zero so queries find data.
+        lines = ["# HELP payments_total Payments by outcome.", "# TYPE payments_total counter"]
+        lines += [f"payments_total{labels(outcome=outcome)} 0" for outcome in PAYMENT_OUTCOMES]
+        lines += ["# HELP refunds_total Refunds issued.", "# TYPE refunds_total counter", "refunds_total 0",
+                  "# HELP service_info Release and instance of this process.", "# TYPE service_info gauge",
+                  f"service_info{self._info} 1"]
+        return lines

@@ -1,0 +1,79 @@
+"""The demo: deploy the reference payment service through staging to production on the lab, then show the result.
+
+Deploys 1.0.0 first when nothing is live, then 1.1.0 (staging, then production), and ends with the live
+version, colour and URL of each environment and how long each phase took.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = REPO / ".venv" / "bin"
+ENVIRONMENTS = ("staging", "production")
+
+
+def lab_status() -> dict:
+    out = subprocess.run([str(REPO / "lab" / "labctl"), "status", "--json"], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)
+
+
+def live_version(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{url}/version", timeout=5) as answer:
+            return json.load(answer)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def map_colours(map_file: str) -> dict[str, str]:
+    pairs = (line.split() for line in Path(map_file).read_text().splitlines())
+    return {p[0]: p[1] for p in pairs if len(p) == 2}
+
+
+def deploy(version: str, environment: str, timings: list[dict]) -> None:
+    print(f"\n=== deploy {version} to {environment} ===", flush=True)
+    with tempfile.NamedTemporaryFile(suffix=".json") as report:
+        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PAYMENTS_PHASE_TIMINGS_FILE": report.name}
+        done = subprocess.run([str(BIN / "ansible-playbook"), str(REPO / "playbooks" / "deploy.yml"),
+                               "-e", f"release_version={version}", "-e", f"deploy_environment={environment}"],
+                              cwd=REPO, env=env, check=False)
+        if done.returncode != 0:
+            sys.exit(f"demo: the deploy of {version} to {environment} failed (exit {done.returncode}): see above")
+        figures = json.loads(Path(report.name).read_text())
+    timings.append({"run": f"{version} -> {environment}", **figures})
+
+
+def main() -> int:
+    status = lab_status()
+    urls = {"staging": status["staging_url"], "production": status["production_url"]}
+    timings: list[dict] = []
+    for environment in ENVIRONMENTS:
+        if live_version(urls[environment]) is None:
+            deploy("1.0.0", environment, timings)
+    for environment in ENVIRONMENTS:
+        deploy("1.1.0", environment, timings)
+
+    colours = map_colours(status["haproxy_map_file"])
+    print("\n=== result ===")
+    print(f"{'environment':12} {'version':8} {'colour':7} url")
+    for environment in ENVIRONMENTS:
+        answer = live_version(urls[environment]) or {}
+        print(f"{environment:12} {answer.get('version', '-'):8} {colours.get(environment, '-'):7} {urls[environment]}")
+    print("\n=== phase timings (seconds) ===")
+    for run in timings:
+        phases = ", ".join(f"{p['phase']}: {p['seconds']:.1f}" for p in run["phases"])
+        print(f"{run['run']:22} total {run['total_seconds']:6.1f}  ({phases})")
+    print("\nTry: lab/labctl status | make test | ansible-playbook playbooks/rollback.yml")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Fixtures for the end-to-end tests: the running lab and a way to run the collection's playbooks on it."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "lab"))
+
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, dict[str, int]]:
+        """PLAY RECAP counters by host (ok, changed, failed, ...)."""
+        recap = {}
+        for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", self.output, re.M):
+            recap[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
+        return recap
+
+    @property
+    def changed(self) -> int:
+        return sum(host["changed"] for host in self.recap.values())
+
+
+def run_playbook(name: str, *args: str, inventory: Path | None = None, env: dict | None = None) -> PlaybookRun:
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(REPO / "playbooks" / name), *args]
+    if inventory:
+        cmd += ["-i", str(inventory)]
+    full_env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
+    done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600, check=False)
+    output = done.stdout + done.stderr
+    print(output[-4000:])  # shown by pytest when a test fails
+    return PlaybookRun(done.returncode, output)
+
+
+@pytest.fixture(scope="session")
+def lab() -> dict:
+    """The lab's endpoints; starts the lab when it is not running."""
+    labctl = [str(REPO / "lab" / "labctl")]
+    if subprocess.run([*labctl, "status"], capture_output=True, check=False).returncode != 0:
+        subprocess.run([*labctl, "up"], check=True, capture_output=True)
+    info = json.loads(subprocess.run([*labctl, "status", "--json"], capture_output=True, text=True,
+                                     check=True).stdout)
+    info["secrets"] = json.loads(Path(info["secrets_file"]).read_text())
+    return info
+
+
+@pytest.fixture(scope="session")
+def playbook():
+    return run_playbook

@@ -1,0 +1,31 @@
+"""Small helpers shared by the end-to-end tests."""
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+
+def live(url: str, samples: int = 12) -> tuple[set[str], set[str]]:
+    """Versions and instances that answer through a frontend."""
+    versions, instances = set(), set()
+    for _ in range(samples):
+        with urllib.request.urlopen(f"{url}/version", timeout=5) as answer:
+            body = json.load(answer)
+        versions.add(body["version"])
+        instances.add(body["instance"])
+    return versions, instances
+
+
+def map_colour(map_file: str, key: str = "production") -> str:
+    for line in Path(map_file).read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key:
+            return parts[1]
+    raise AssertionError(f"{key} not in {map_file}")
+
+
+def journal(lab: dict, kind: str, environment: str = "production") -> dict:
+    """The last journal record of a kind (deploy, rollback) that the playbooks wrote on the load balancer."""
+    path = Path(lab["state_dir"]) / "hosts" / "lb1" / "var" / "lib" / "payments" / "journal" / environment
+    return json.loads((path / f"last-{kind}.json").read_text())

@@ -1,0 +1,117 @@
+"""Bad input fails with a clear message before the switch, and production keeps serving the old release."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from helpers import live, map_colour
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture
+def before(lab, playbook):
+    """Production's state before a bad run: live versions, map colour and the idle colour's answers."""
+    if live(lab["production_url"])[0] != {"1.1.0"}:
+        assert playbook("deploy.yml", "-e", "release_version=1.1.0").rc == 0
+    colour = map_colour(lab["haproxy_map_file"])
+    return {"versions": live(lab["production_url"])[0], "colour": colour, "idle": idle_versions(colour)}
+
+
+def idle_versions(live_colour: str) -> list[str]:
+    idle = "green" if live_colour == "blue" else "blue"
+    hosts = yaml.safe_load((REPO / "inventories" / "lab" / "hosts.yml").read_text())["all"]["children"]
+    answers = []
+    for host in hosts["production_app"]["hosts"].values():
+        url = f"http://127.0.0.1:{host['payments_colour_ports'][idle]}/version"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            answers.append(json.load(answer)["version"])
+    return answers
+
+
+def assert_untouched(lab, before) -> None:
+    assert live(lab["production_url"])[0] == before["versions"]
+    assert map_colour(lab["haproxy_map_file"]) == before["colour"]
+    assert idle_versions(before["colour"]) == before["idle"]
+
+
+def test_unknown_version(lab, playbook, before):
+    run = playbook("deploy.yml", "-e", "release_version=9.9.9")
+    assert run.rc != 0
+    assert "Release payment-service 9.9.9 is not published" in run.output
+    assert "nothing was changed" in run.output
+    assert "Switch traffic" not in run.output
+    assert_untouched(lab, before)
+
+
+def test_malformed_version_is_reported_with_other_problems(lab, playbook, before):
+    run = playbook("deploy.yml", "-e", "release_version=latest")
+    assert run.rc != 0
+    assert "release_version must be set to X.Y.Z (got latest)" in run.output
+    assert_untouched(lab, before)
+
+
+@pytest.fixture
+def tampered_release(lab):
+    """Release 1.2.0 published with a checksum that its tarball does not match."""
+    artifacts = Path(lab["state_dir"]) / "artifacts"
+    subprocess.run([sys.executable, str(REPO / "lab" / "build_release.py"), "--version", "1.2.0",
+                    "--output-dir", str(artifacts)], check=True, capture_output=True)
+    tarball = artifacts / "payment-service-1.2.0.tar.gz"
+    published = (artifacts / "payment-service-1.2.0.tar.gz.sha256").read_text().split()[0]
+    data = bytearray(tarball.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in transit
+    tarball.write_bytes(bytes(data))
+    assert hashlib.sha256(data).hexdigest() != published
+    yield tarball
+    for path in artifacts.glob("payment-service-1.2.0.*"):
+        path.unlink()
+
+
+def test_artifact_with_wrong_checksum(lab, playbook, before, tampered_release):
+    run = playbook("deploy.yml", "-e", "release_version=1.2.0")
+    assert run.rc != 0
+    assert "payment-service-1.2.0.tar.gz was refused" in run.output
+    assert "does not match its published sha256" in run.output
+    assert_untouched(lab, before)
+    for host in ("app1", "app2"):
+        releases = Path(lab["state_dir"]) / "hosts" / host / "opt" / "payments" / "releases"
+        assert not (releases / "1.2.0").exists()
+
+
+@pytest.fixture
+def inventory_without_ports(tmp_path):
+    """A copy of the lab inventory where app2 lost payments_colour_ports."""
+    copy = tmp_path / "inventory"
+    shutil.copytree(REPO / "inventories" / "lab", copy)
+    hosts_file = copy / "hosts.yml"
+    hosts = yaml.safe_load(hosts_file.read_text())
+    hosts["all"]["children"]["production_app"]["hosts"]["app2"] = None
+    hosts_file.write_text(yaml.safe_dump(hosts))
+    return copy / "hosts.yml"
+
+
+def test_missing_inventory_variable(lab, playbook, before, inventory_without_ports):
+    run = playbook("deploy.yml", "-e", "release_version=1.0.0", inventory=inventory_without_ports,
+                   env={"PAYMENTS_LAB_DIR": lab["state_dir"]})
+    assert run.rc != 0
+    assert "Preflight found 1 problem(s); nothing was changed: app2: payments_colour_ports must define blue and green" \
+        in run.output
+    assert_untouched(lab, before)
+
+
+def test_secrets_never_appear_in_output(lab, playbook, before):
+    # A full deploy (1.1.0 is live: this installs, starts, switches and journals) at the highest verbosity.
+    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-vvvv")
+    assert run.rc == 0
+    for name, value in lab["secrets"].items():
+        assert value not in run.output, f"secret {name} appeared in the deploy output"

@@ -1,0 +1,78 @@
+"""Blue-green deploy, rollback and re-deploy on the lab, under load: no request may fail."""
+from __future__ import annotations
+
+import pytest
+
+from helpers import journal, live, map_colour
+from loadgen import LoadGenerator, summarize
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def under_load(lab: dict, action):
+    """Run action() while persistent connections send requests through the production frontend."""
+    gen = LoadGenerator(lab["production_url"] + "/version", concurrency=4, duration=300, max_requests=200000,
+                        pause=0.005)
+    with gen:
+        result = action()
+    samples = gen.stop()
+    print(summarize(samples))
+    return result, samples
+
+
+def assert_zero_downtime(samples, switched_at: float, old: str, new: str) -> None:
+    assert len(samples) > 100, "the load generator sent too few requests to prove anything"
+    failed = [s for s in samples if not s.ok]
+    assert not failed, f"{len(failed)} requests failed during the switch, first: {failed[:3]}"
+    after = [s for s in samples if s.sent > switched_at]
+    before = [s for s in samples if s.done < switched_at]
+    assert after and before, "the load did not span the switch"
+    assert {s.version for s in after} == {new}, "a request sent after the switch was answered by the old release"
+    assert {s.version for s in before} == {old}
+    assert {s.instance.rsplit("-", 1)[0] for s in after} == {"app1", "app2"}
+
+
+def test_baseline_release_is_live(lab, playbook):
+    run = playbook("deploy.yml", "-e", "release_version=1.0.0")
+    assert run.rc == 0
+    versions, instances = live(lab["production_url"])
+    assert versions == {"1.0.0"}
+    assert {i.rsplit("-", 1)[0] for i in instances} == {"app1", "app2"}
+
+
+def test_deploy_switches_every_host_without_dropping_a_request(lab, playbook):
+    old_colour = map_colour(lab["haproxy_map_file"])
+    run, samples = under_load(lab, lambda: playbook("deploy.yml", "-e", "release_version=1.1.0"))
+    assert run.rc == 0
+    record = journal(lab, "deploy")
+    assert (record["release_from"], record["release_to"]) == ("1.0.0", "1.1.0")
+    assert record["colour_from"] == old_colour != record["colour_to"] == map_colour(lab["haproxy_map_file"])
+    assert_zero_downtime(samples, float(record["switched_at"]), "1.0.0", "1.1.0")
+    versions, instances = live(lab["production_url"])
+    assert versions == {"1.1.0"} and {i.rsplit("-", 1)[0] for i in instances} == {"app1", "app2"}
+
+
+def test_rollback_flips_back_without_dropping_a_request(lab, playbook):
+    deployed = journal(lab, "deploy")
+    run, samples = under_load(lab, lambda: playbook("rollback.yml"))
+    assert run.rc == 0
+    record = journal(lab, "rollback")
+    assert record["colour_to"] == deployed["colour_from"] == map_colour(lab["haproxy_map_file"])
+    assert_zero_downtime(samples, float(record["switched_at"]), "1.1.0", "1.0.0")
+    assert live(lab["production_url"])[0] == {"1.0.0"}
+
+
+def test_rollback_again_changes_nothing(lab, playbook):
+    run = playbook("rollback.yml")
+    assert run.rc == 0 and run.changed == 0
+    assert live(lab["production_url"])[0] == {"1.0.0"}
+
+
+def test_deploy_again_then_identical_run_changes_nothing(lab, playbook):
+    run, samples = under_load(lab, lambda: playbook("deploy.yml", "-e", "release_version=1.1.0"))
+    assert run.rc == 0
+    assert_zero_downtime(samples, float(journal(lab, "deploy")["switched_at"]), "1.0.0", "1.1.0")
+    again = playbook("deploy.yml", "-e", "release_version=1.1.0")
+    assert again.rc == 0
+    assert again.changed == 0, again.recap
+    assert live(lab["production_url"])[0] == {"1.1.0"}

@@ -1,0 +1,402 @@
+"""Fixtures for the lab tests: throw-away PostgreSQL and Redis servers and a payment service run from its release."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psycopg
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "lab" / "build_release.py"
+SOURCE = REPO / "lab" / "payment_service"
+BOOTSTRAP_SQL = SOURCE / "bootstrap.sql"
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+VERSION = "1.1.0"
+APP_DB = "payments"
+APP_USER = "payments_app"
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Poll check until it is true or fail the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30,
+                 group: bool = False) -> int:
+    """Signal a process we started; kill it (and its process group) if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            if group:
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def private_dir(prefix: str, owner: str | None = None) -> Path:
+    """A fresh directory under the system temp dir (pytest's base dir is closed to other users)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if owner:
+        shutil.chown(path, owner, owner)
+    return path
+
+
+@dataclass
+class Reply:
+    """An HTTP response as the tests look at it."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body decoded as JSON."""
+        return json.loads(self.body)
+
+
+def http_call(port: int, method: str, path: str, token: str | None = None, body: Any = None,
+              headers: dict[str, str] | None = None, timeout: float = 10) -> Reply:
+    """One request to 127.0.0.1:port on a fresh connection; token becomes a bearer Authorization header."""
+    headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        connection.close()
+
+
+@dataclass
+class Postgres:
+    """A running throw-away cluster with the payment schema in database 'payments'."""
+
+    port: int
+    password: str
+    app_password: str
+    base: Path
+    proc: subprocess.Popen[bytes]
+
+    def admin_dsn(self, dbname: str = APP_DB) -> str:
+        """Superuser connection string (tests only)."""
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def app_url(self, dbname: str = APP_DB) -> str:
+        """DATABASE_URL for the service: a role that may read and write rows but not change the schema."""
+        return f"postgresql://{APP_USER}:{self.app_password}@127.0.0.1:{self.port}/{dbname}"
+
+
+def _as_postgres_user() -> dict[str, Any]:
+    return {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
+
+
+def start_postgres() -> Postgres:
+    """initdb a cluster with password auth on a free port, start it and load bootstrap.sql."""
+    owner = "postgres" if os.geteuid() == 0 else None
+    base = private_dir("payments-pg-", owner)
+    password, port = secrets.token_hex(16), free_port()
+    try:
+        proc = _initdb_and_start(base, password, port, owner)
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    cluster = Postgres(port, password, secrets.token_hex(16), base, proc)
+    try:
+        wait_until(lambda: _accepts(cluster.admin_dsn("postgres")), "PostgreSQL to accept connections")
+        _load_schema(cluster)
+    except BaseException:
+        stop_postgres(cluster)
+        raise
+    return cluster
+
+
+def _initdb_and_start(base: Path, password: str, port: int, owner: str | None) -> subprocess.Popen[bytes]:
+    pwfile = base / "pwfile"
+    pwfile.write_text(password + "\n")
+    if owner:
+        shutil.chown(pwfile, owner, owner)
+    subprocess.run([str(PG_BIN / "initdb"), "-D", str(base / "data"), "-U", "postgres", "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C"],
+                   check=True, capture_output=True, **_as_postgres_user())
+    with open(base / "postgres.log", "wb") as log:
+        return subprocess.Popen([str(PG_BIN / "postgres"), "-D", str(base / "data"), "-p", str(port),
+                                 "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="],
+                                stdout=log, stderr=subprocess.STDOUT, **_as_postgres_user())
+
+
+def stop_postgres(cluster: Postgres) -> None:
+    """Fast shutdown (SIGINT) and remove the cluster's files."""
+    stop_process(cluster.proc, signal.SIGINT)
+    shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+def _accepts(dsn: str) -> bool:
+    try:
+        psycopg.connect(dsn, connect_timeout=1).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _load_schema(cluster: Postgres) -> None:
+    with psycopg.connect(cluster.admin_dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {APP_USER} LOGIN PASSWORD '{cluster.app_password}'")
+        conn.execute(f"CREATE DATABASE {APP_DB}")
+    with psycopg.connect(cluster.admin_dsn(), autocommit=True) as conn:
+        conn.execute(BOOTSTRAP_SQL.read_text())
+        conn.execute(BOOTSTRAP_SQL.read_text())  # idempotent: a second run changes nothing
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_USER}")
+
+
+@dataclass
+class RedisServer:
+    """A running throw-away redis-server that requires a password."""
+
+    port: int
+    password: str
+    base: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL for the service."""
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+
+def start_redis() -> RedisServer:
+    """redis-server with requirepass on a free port, no persistence; the password stays off the command line."""
+    base = private_dir("payments-redis-")
+    password, port = secrets.token_hex(16), free_port()
+    config = base / "redis.conf"
+    config.write_text(f'port {port}\nbind 127.0.0.1\nrequirepass {password}\nsave ""\nappendonly no\n'
+                      f"dir {base}\ndaemonize no\n")
+    config.chmod(0o600)
+    with open(base / "redis.log", "wb") as log:
+        proc = subprocess.Popen(["redis-server", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    server = RedisServer(port, password, base, proc)
+    try:
+        wait_until(lambda: _redis_answers(server), "redis-server to answer PING")
+    except BaseException:
+        stop_redis(server)
+        raise
+    return server
+
+
+def _redis_answers(server: RedisServer) -> bool:
+    try:
+        return bool(redis.Redis.from_url(server.url, socket_connect_timeout=1).ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+def stop_redis(server: RedisServer) -> None:
+    """Stop the server and remove its files."""
+    stop_process(server.proc)
+    shutil.rmtree(server.base, ignore_errors=True)
+
+
+@dataclass
+class RunningService:
+    """A payment service process started from an unpacked release with the manifest's start command."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def call(self, method: str, path: str, token: str | None = None, body: Any = None,
+             headers: dict[str, str] | None = None, timeout: float = 10) -> Reply:
+        """One HTTP request to this instance."""
+        return http_call(self.port, method, path, token, body, headers, timeout)
+
+    def log(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def start_command(release_dir: Path, port: int) -> list[str]:
+    """The manifest's start command with {port} filled in."""
+    command: str = json.loads((release_dir / "manifest.json").read_text())["start_command"]
+    return shlex.split(command.replace("{port}", str(port)))
+
+
+def launch(release_dir: Path, env: dict[str, str], log_path: Path, wait: bool = True) -> RunningService:
+    """Start the service as the deploy tooling does: cwd = release dir, python3 on PATH has its dependencies."""
+    port = free_port()
+    full_env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                "LANG": "C.UTF-8", **env}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(start_command(release_dir, port), cwd=release_dir, env=full_env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    service = RunningService(proc, port, log_path)
+    try:
+        if wait:
+            wait_until(lambda: _healthy(service), f"the service to answer /healthz (log: {log_path})")
+    except BaseException:
+        stop_service(service)
+        raise
+    return service
+
+
+def _healthy(service: RunningService) -> bool:
+    if service.proc.poll() is not None:
+        pytest.fail(f"service exited with {service.proc.returncode}:\n{service.log()}")
+    try:
+        return service.call("GET", "/healthz").status == 200
+    except OSError:
+        return False
+
+
+def stop_service(service: RunningService) -> int:
+    """SIGTERM (graceful stop); the service's whole process group is killed if it hangs."""
+    return stop_process(service.proc, group=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    cluster = start_postgres()
+    try:
+        yield cluster
+    finally:
+        stop_postgres(cluster)
+
+
+@pytest.fixture
+def redis_factory() -> Iterator[Callable[[], RedisServer]]:
+    """Start extra redis servers; all are stopped after the test."""
+    started: list[RedisServer] = []
+
+    def factory() -> RedisServer:
+        started.append(start_redis())
+        return started[-1]
+
+    yield factory
+    for server in started:
+        stop_redis(server)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    try:
+        yield server
+    finally:
+        stop_redis(server)
+
+
+@pytest.fixture(scope="session")
+def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Artifacts built by build_release.py, as the pipeline builds them."""
+    out = tmp_path_factory.mktemp("artifacts")
+    subprocess.run([sys.executable, str(BUILD_SCRIPT), "--version", VERSION, "--output-dir", str(out)],
+                   check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def release_dir(artifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The unpacked release directory payment-service-VERSION/."""
+    dest = tmp_path_factory.mktemp("release")
+    with tarfile.open(artifact_dir / f"payment-service-{VERSION}.tar.gz") as tar:
+        tar.extractall(dest, filter="data")
+    return dest / f"payment-service-{VERSION}"
+
+
+@pytest.fixture(scope="session")
+def app_secrets() -> dict[str, str]:
+    """Secret settings with fresh random values: any of them found in a log or a body is a leak."""
+    return {
+        "STRIPE_SECRET_KEY": "sk_test_" + secrets.token_hex(12),
+        "STRIPE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(12),
+        "ENCRYPTION_KEY": secrets.token_hex(32),
+        "HASH_SALT": secrets.token_hex(16),
+        "PAYMENTS_API_KEY": "pk_" + secrets.token_hex(16),
+        "PAYMENTS_ADMIN_KEY": "ak_" + secrets.token_hex(16),
+    }
+
+
+@pytest.fixture(scope="session")
+def service_env(postgres: Postgres, redis_server: RedisServer, app_secrets: dict[str, str]) -> dict[str, str]:
+    """The complete environment of a healthy instance."""
+    return {"DATABASE_URL": postgres.app_url(), "REDIS_URL": redis_server.url, **app_secrets,
+            "SERVICE_INSTANCE": "app1-green", "SERVICE_COLOUR": "green"}
+
+
+@pytest.fixture(scope="session")
+def secret_values(service_env: dict[str, str], postgres: Postgres, redis_server: RedisServer) -> list[str]:
+    """Every value that must never be printed, including the passwords inside the URLs."""
+    keys = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ENCRYPTION_KEY", "HASH_SALT",
+            "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY")
+    return [service_env[key] for key in keys] + [postgres.app_password, redis_server.password]
+
+
+@pytest.fixture(scope="session")
+def service(release_dir: Path, service_env: dict[str, str],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """The shared healthy instance."""
+    running = launch(release_dir, service_env, tmp_path_factory.mktemp("service") / "service.log")
+    try:
+        yield running
+    finally:
+        stop_service(running)
+
+
+@pytest.fixture
+def launcher(release_dir: Path, tmp_path: Path) -> Iterator[Callable[..., RunningService]]:
+    """Start extra instances with their own environment; all are stopped after the test."""
+    started: list[RunningService] = []
+
+    def start(env: dict[str, str], wait: bool = True) -> RunningService:
+        started.append(launch(release_dir, env, tmp_path / f"service-{len(started)}.log", wait))
+        return started[-1]
+
+    yield start
+    for running in started:
+        stop_service(running)
+
+
+@pytest.fixture
+def api_key(app_secrets: dict[str, str]) -> str:
+    return app_secrets["PAYMENTS_API_KEY"]
+
+
+@pytest.fixture
+def admin_key(app_secrets: dict[str, str]) -> str:
+    return app_secrets["PAYMENTS_ADMIN_KEY"]

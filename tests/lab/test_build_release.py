@@ -1,0 +1,94 @@
+"""build_release.py: reproducible artifacts, a correct checksum file, the manifest the deploy reads."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "lab" / "build_release.py"
+SOURCE = REPO / "lab" / "payment_service"
+TOP = "payment-service-1.1.0"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def build(out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(BUILD_SCRIPT), "--output-dir", str(out), *args],
+                          capture_output=True, text=True)
+
+
+def test_same_source_and_version_give_identical_bytes(tmp_path: Path) -> None:
+    # A copy with a different mtime and compiled caches must still give the same artifact.
+    copy = tmp_path / "src"
+    shutil.copytree(SOURCE, copy)
+    (copy / "payment_service" / "__pycache__").mkdir(exist_ok=True)
+    (copy / "payment_service" / "__pycache__" / "app.cpython-313.pyc").write_bytes(b"cache")
+    (copy / "gunicorn.conf.py").touch()
+    first = build(tmp_path / "a", "--version", "1.1.0")
+    second = build(tmp_path / "b", "--version", "1.1.0", "--source", str(copy))
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    a = (tmp_path / "a" / f"{TOP}.tar.gz").read_bytes()
+    assert a == (tmp_path / "b" / f"{TOP}.tar.gz").read_bytes()
+    assert json.loads(first.stdout) == {"path": str(tmp_path / "a" / f"{TOP}.tar.gz"),
+                                        "sha256": hashlib.sha256(a).hexdigest(), "size": len(a)}
+
+
+def test_sha256_file_is_in_sha256sum_format(tmp_path: Path) -> None:
+    assert build(tmp_path, "--version", "1.1.0").returncode == 0
+    digest = hashlib.sha256((tmp_path / f"{TOP}.tar.gz").read_bytes()).hexdigest()
+    assert (tmp_path / f"{TOP}.tar.gz.sha256").read_text() == f"{digest}  {TOP}.tar.gz\n"
+    check = subprocess.run(["sha256sum", "-c", f"{TOP}.tar.gz.sha256"], cwd=tmp_path, capture_output=True)
+    assert check.returncode == 0
+
+
+def test_tarball_layout_and_normalised_metadata(tmp_path: Path) -> None:
+    assert build(tmp_path, "--version", "1.1.0").returncode == 0
+    with tarfile.open(tmp_path / f"{TOP}.tar.gz") as tar:
+        members = tar.getmembers()
+        manifest = json.load(tar.extractfile(f"{TOP}/manifest.json"))  # type: ignore[arg-type]
+    names = [member.name for member in members]
+    assert names == sorted(names)
+    assert {name.split("/")[0] for name in names} == {TOP}
+    for expected in ("payment_service/wsgi.py", "gunicorn.conf.py", "manifest.json", "migrations",
+                     "migrations/README.md"):
+        assert f"{TOP}/{expected}" in names
+    assert not [name for name in names if "__pycache__" in name or name.endswith(".pyc")]
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "root", "root", 315532800)}
+    assert manifest["version"] == "1.1.0" and manifest["migrations_dir"] == "migrations"
+    assert "{port}" in manifest["start_command"]
+    assert manifest["health"] == {"liveness": "/healthz", "readiness": "/readyz", "version": "/version"}
+
+
+def test_all_builds_the_lab_versions_that_differ_only_by_version(tmp_path: Path) -> None:
+    result = build(tmp_path, "--all")
+    assert result.returncode == 0, result.stderr
+    built = [json.loads(line) for line in result.stdout.splitlines()]
+    names = [Path(item["path"]).name for item in built]
+    assert names == ["payment-service-1.0.0.tar.gz", "payment-service-1.1.0.tar.gz"]
+    old, new = (release_files(tmp_path / name) for name in names)
+    assert old.keys() == new.keys()
+    assert {name for name in old if old[name] != new[name]} == {"manifest.json"}
+
+
+def release_files(archive: Path) -> dict[str, bytes]:
+    """Path inside the top directory to content, for every file of an artifact."""
+    with tarfile.open(archive) as tar:
+        files = [member for member in tar if member.isfile()]
+        return {member.name.split("/", 1)[1]: tar.extractfile(member).read()  # type: ignore[union-attr]
+                for member in files}
+
+
+@pytest.mark.parametrize("version", ["1.1", "v1.1.0", "1.1.0-rc1", "01.1.0", ""])
+def test_bad_version_is_rejected_before_anything_is_written(tmp_path: Path, version: str) -> None:
+    result = build(tmp_path / "out", "--version", version)
+    assert result.returncode == 2
+    assert "semantic version" in result.stderr
+    assert not (tmp_path / "out").exists()
