@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 COLLECTION_LINK := .cache/collections/ansible_collections/payments/deploy
-DEBIAN_PACKAGES := haproxy redis-server
+DEBIAN_PACKAGES := haproxy redis-server shellcheck
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -57,8 +57,15 @@ $(GET_PIP_CACHE):
 	mkdir -p $(dir $@)
 	printf 'import ensurepip\nensurepip.bootstrap(upgrade=True)\n' > $@
 
-sanity: venv collection $(GET_PIP_CACHE)
-	cd $(COLLECTION_LINK) && PATH=$(CURDIR)/$(BIN):$$PATH ansible-test sanity --local --python 3.13 --color no
+# ansible-test resolves its working directory and lists files with git, so it runs on a copy of the
+# collection's files (tracked and
+# not ignored) at .../ansible_collections/payments/deploy outside this repository.
+SANITY_TREE := $(or $(TMPDIR),/tmp)/payments.deploy-sanity/ansible_collections/payments/deploy
+sanity: venv $(GET_PIP_CACHE)
+	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
+	git ls-files -z --cached --others --exclude-standard | \
+	  while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done | xargs -0 cp --parents -t $(SANITY_TREE)
+	cd $(SANITY_TREE) && PATH=$(CURDIR)/$(BIN):$$PATH ansible-test sanity --local --python 3.13 --color no
 
 unit: venv collection
 	$(PY) -m pytest tests/unit -q

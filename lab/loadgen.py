@@ -52,7 +52,7 @@ class LoadGenerator:
 
     def start(self) -> LoadGenerator:
         self._deadline = time.monotonic() + self.duration
-        self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.concurrency)]
+        self._threads = [threading.Thread(target=self._worker, daemon=True) for _worker in range(self.concurrency)]
         for thread in self._threads:
             thread.start()
         return self

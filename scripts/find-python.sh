@@ -7,7 +7,8 @@ for candidate in "${PYTHON:-}" python3.14 python3.13 python3.12 python3; do
     if ok "$path"; then echo "$path"; exit 0; fi
 done
 root=$(pyenv root 2>/dev/null || echo "${PYENV_ROOT:-$HOME/.pyenv}")
-for path in $(ls -d "$root"/versions/3.1[2-9]*/bin/python3 2>/dev/null | sort -rV); do
+for dir in $(find "$root/versions" -mindepth 1 -maxdepth 1 -name '3.1[2-9]*' 2>/dev/null | sort -rV); do
+    path="$dir/bin/python3"
     if ok "$path"; then echo "$path"; exit 0; fi
 done
 echo "no Python 3.12 or newer found (looked at PYTHON, PATH and pyenv under $root): install one" >&2

@@ -9,7 +9,7 @@ from pathlib import Path
 def live(url: str, samples: int = 12) -> tuple[set[str], set[str]]:
     """Versions and instances that answer through a frontend."""
     versions, instances = set(), set()
-    for _ in range(samples):
+    for _request in range(samples):
         with urllib.request.urlopen(f"{url}/version", timeout=5) as answer:
             body = json.load(answer)
         versions.add(body["version"])

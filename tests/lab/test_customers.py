@@ -65,13 +65,13 @@ def test_admin_stats_counts_customers(service: RunningService, api_key: str, adm
 def test_dropped_database_connections_are_reopened(service: RunningService, postgres: Postgres, api_key: str,
                                                    admin_key: str) -> None:
     created = service.call("POST", "/v1/customers", token=api_key, body={"email": "f@example.com", "name": "F"})
-    for _ in range(8):  # give several worker threads a connection
+    for _attempt in range(8):  # give several worker threads a connection
         service.call("GET", "/readyz")
     with psycopg.connect(postgres.admin_dsn(), autocommit=True) as conn:
         dropped = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                "WHERE application_name = 'payment-service'").fetchone()
     assert dropped is not None and dropped[0] >= 1
-    for _ in range(8):
+    for _attempt in range(8):
         assert service.call("GET", "/readyz").status == 200
         assert service.call("GET", f"/v1/customers/{created.json()['id']}", token=api_key).status == 200
     assert service.call("GET", "/admin/stats", token=admin_key).status == 200

@@ -29,7 +29,7 @@ def test_readyz_is_503_when_redis_stops(degraded: tuple[RunningService, RedisSer
     assert running.call("GET", "/readyz").status == 200
     redis_server.proc.terminate()
     redis_server.proc.wait(30)
-    for _ in range(3):
+    for _attempt in range(3):
         reply = running.call("GET", "/readyz")
         assert reply.status == 503
         assert reply.json() == {"status": "not-ready",
@@ -41,7 +41,7 @@ def test_readyz_is_503_when_redis_stops(degraded: tuple[RunningService, RedisSer
 
 def test_unexpected_error_is_a_bare_500(degraded: tuple[RunningService, RedisServer], api_key: str,
                                         secret_values: list[str]) -> None:
-    running, _ = degraded
+    running, _redis = degraded
     reply = running.call("POST", "/v1/customers", token=api_key, body={"email": "e@example.com", "name": "E"})
     assert (reply.status, reply.json()) == (500, {"error": {"code": "internal_error", "message": "internal error"}})
     assert reply.headers["x-served-by"] == "app1-green"

@@ -18,7 +18,7 @@ SLOW_MS = 3000
 
 
 def test_sigterm_lets_an_in_flight_request_finish(launcher: Callable[..., RunningService],
-                                                   service_env: dict[str, str], api_key: str) -> None:
+                                                  service_env: dict[str, str], api_key: str) -> None:
     running = launcher({**service_env, "PAYMENTS_TEST_SLOW_MS": str(SLOW_MS)})
     customer = running.call("POST", "/v1/customers", token=api_key, body={"email": "c@example.com", "name": "C"})
     replies: list[Reply] = []

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(120)
 def sample(text: str, series: str) -> float:
     """The value of one exact series line, e.g. 'refunds_total'."""
     for line in text.splitlines():
-        name, _, value = line.rpartition(" ")
+        name, _sep, value = line.rpartition(" ")
         if name == series:
             return float(value)
     raise AssertionError(f"series {series} not found in:\n{text}")

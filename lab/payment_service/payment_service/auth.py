@@ -13,7 +13,7 @@ ADMIN = "admin"
 
 def role_of(request: Request, settings: Settings) -> str | None:
     """The role the request's bearer token grants, compared in constant time; None if it grants none."""
-    scheme, _, token = request.header("Authorization").partition(" ")
+    scheme, _sep, token = request.header("Authorization").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
     supplied = token.strip().encode("utf-8")

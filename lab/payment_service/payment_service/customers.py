@@ -33,7 +33,7 @@ def create(service: Service, request: Request, params: dict[str, str]) -> Respon
     salt = service.settings.hash_salt
     if not salt:
         raise HTTPError(503, "not_configured", "HASH_SALT is not set: customers cannot be stored")
-    customer_id = "cus_" + "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+    customer_id = "cus_" + "".join(secrets.choice(ID_ALPHABET) for _position in range(ID_LENGTH))
     rows = service.database.fetch(INSERT, (customer_id, email, email_hash(email, salt), name), idempotent=False)
     return json_response(201, {"id": customer_id, "email": email, "name": name, "created": rows[0][0]})
 

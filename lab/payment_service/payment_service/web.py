@@ -73,7 +73,7 @@ class Request:
 
     def json(self) -> Any:
         """The request body decoded as JSON, or an HTTPError."""
-        if self.header("Content-Type").split(";")[0].strip().lower() != JSON_TYPE:
+        if self.header("Content-Type").split(";", maxsplit=1)[0].strip().lower() != JSON_TYPE:
             raise HTTPError(415, "unsupported_media_type", "Content-Type must be application/json")
         raw = self.environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
         if len(raw) > MAX_BODY_BYTES:

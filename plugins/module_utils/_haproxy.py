@@ -1,0 +1,331 @@
+# Copyright (c) Payments Platform Team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Client for the HAProxy runtime API (the admin socket) and the map files it serves.
+
+Private to the payments.deploy collection: the interface may change without notice.
+Only the Python standard library is used, so this runs on any managed host.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import socket
+import tempfile
+import typing as t
+
+# Colours and map keys go into runtime API commands verbatim: keep them to one safe word.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+# First lines of the answers HAProxy gives when a command fails.
+_ERROR_PREFIXES = (
+    "unknown",
+    "permission denied",
+    "entry not found",
+    "key not found",
+    "missing",
+    "require",
+    "out of memory",
+    "failed",
+    "can't",
+    "cannot",
+    "no such",
+    "'",
+)
+
+UP = "UP"
+
+
+class HAProxyRuntimeError(Exception):
+    """A runtime API command failed; carries the command and HAProxy's answer."""
+
+    def __init__(self, message: str, command: str | None = None, answer: str | None = None) -> None:
+        self.message = message
+        self.command = command
+        self.answer = answer
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """One line for people: what failed, which command, what HAProxy said."""
+        text = self.message
+        if self.command is not None:
+            text += f" (command: {self.command!r}"
+            if self.answer is not None:
+                text += f"; HAProxy answered: {self.answer.strip()!r}"
+            text += ")"
+        return text
+
+
+def haproxy_argument_spec() -> dict[str, dict[str, t.Any]]:
+    """Options shared by the HAProxy modules (documented in the payments.deploy.haproxy fragment)."""
+    return {
+        "admin_socket": {"type": "path", "required": True},
+        "map_file": {"type": "path", "required": True},
+        "backend_template": {"type": "str", "default": "{key}_{colour}"},
+        "socket_timeout": {"type": "float", "default": 5.0},
+    }
+
+
+def check_name(kind: str, value: str) -> str | None:
+    """Return an error message when ``value`` cannot be sent safely as a map key or colour."""
+    if NAME_PATTERN.match(value):
+        return None
+    return (
+        f"{kind} {value!r} is not a plain word: use letters, digits and '_', '.', ':', '-', "
+        "starting with a letter or digit"
+    )
+
+
+def check_map_path(path: str) -> str | None:
+    """Return an error message when ``path`` cannot be sent as one runtime API argument."""
+    if not path or any(c.isspace() or c in ";\\" for c in path):
+        return f"map_file {path!r} must not be empty or contain whitespace, ';' or '\\'"
+    return None
+
+
+def backend_name(template: str, key: str, colour: str) -> str:
+    """The backend a colour routes to, e.g. ``{key}_{colour}`` -> ``production_green``."""
+    try:
+        return template.format(key=key, colour=colour)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"backend_template {template!r} is invalid ({exc}); it may use only {{key}} and {{colour}}"
+        ) from exc
+
+
+def backend_pattern(template: str, key: str) -> re.Pattern[str]:
+    """A regex matching the backends of ``key`` for any colour, capturing the colour.
+
+    The colour is one word without ``_`` (the usual separator), so ``production_eu_blue`` is not a colour of ``production``.
+    """
+    marker = "\0colour\0"
+    literal = backend_name(template, key, marker)
+    parts = [re.escape(part) for part in literal.split(marker)]
+    return re.compile("^" + "(?P<colour>[A-Za-z0-9.:-]+)".join(parts) + "$")
+
+
+def _is_error_answer(answer: str) -> bool:
+    first = answer.strip().splitlines()[0].lower() if answer.strip() else ""
+    return first.startswith(_ERROR_PREFIXES)
+
+
+def parse_show_map(text: str) -> dict[str, str]:
+    """Parse ``show map <file>`` lines ``0x55d0c1 key value`` into ``{key: value}``.
+
+    HAProxy looks up the first entry of a duplicated key; so does this.
+    """
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split(None, 2)
+        if len(fields) < 2 or not fields[0].startswith("0x"):
+            raise ValueError(f"unexpected line in 'show map' output: {line!r}")
+        entries.setdefault(fields[1], fields[2].strip() if len(fields) == 3 else "")
+    return entries
+
+
+def parse_show_stat(text: str) -> list[dict[str, str]]:
+    """Parse ``show stat`` CSV into one dict per row, keyed by the header (pxname, svname, status, ...)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("# pxname"):
+        raise ValueError("'show stat' output does not start with the '# pxname,...' header")
+    header = next(csv.reader([lines[0][2:]]))
+    rows = []
+    for values in csv.reader(lines[1:]):
+        row = {name: value for name, value in zip(header, values) if name}
+        rows.append(row)
+    return rows
+
+
+def servers_of(rows: t.Iterable[t.Mapping[str, str]], backend: str) -> dict[str, str] | None:
+    """``{server: status}`` for ``backend`` from parsed ``show stat`` rows; None when the backend does not exist."""
+    servers: dict[str, str] = {}
+    found = False
+    for row in rows:
+        if row.get("pxname") != backend:
+            continue
+        found = True
+        if row.get("svname") in ("FRONTEND", "BACKEND"):
+            continue
+        servers[row["svname"]] = row.get("status", "")
+    return servers if found else None
+
+
+def parse_map_text(text: str) -> dict[str, str]:
+    """Parse the text of a map file (``key value`` lines, ``#`` comments) into ``{key: value}``."""
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        fields = stripped.split(None, 1)
+        entries.setdefault(fields[0], fields[1].strip() if len(fields) == 2 else "")
+    return entries
+
+
+def render_map_text(entries: t.Mapping[str, str]) -> str:
+    """Render ``{key: value}`` as map file text."""
+    return "".join(f"{key} {value}\n" for key, value in entries.items())
+
+
+def replace_map_value(text: str, key: str, value: str) -> str:
+    """Set ``key`` to ``value`` in map file text, keeping comments, order and the other keys; append when absent."""
+    out: list[str] = []
+    found = False
+    for line in text.splitlines():
+        fields = line.split(None, 1)
+        if fields and fields[0] == key and not line.lstrip().startswith("#"):
+            found = True
+            out.append(f"{key} {value}")
+        else:
+            out.append(line)
+    if not found:
+        out.append(f"{key} {value}")
+    return "\n".join(out) + "\n"
+
+
+def read_map_file(path: str) -> str | None:
+    """The text of a map file, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_text_atomic(path: str, text: str, default_mode: int = 0o644) -> None:
+    """Replace ``path`` with ``text`` atomically: temp file in the same directory, fsync, rename.
+
+    Keeps the mode and owner of the file it replaces; readers see the old or the new file, never a mix.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        current = os.stat(path)
+        mode, owner = current.st_mode & 0o7777, (current.st_uid, current.st_gid)
+    except FileNotFoundError:
+        mode, owner = default_mode, None
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            if owner is not None and (os.geteuid() == 0 or owner[0] == os.geteuid()):
+                os.fchown(handle.fileno(), *owner)
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_map_file(path: str, entries: t.Mapping[str, str]) -> None:
+    """Write ``{key: value}`` as the map file at ``path``, atomically (see write_text_atomic)."""
+    write_text_atomic(path, render_map_text(entries))
+
+
+class HAProxyRuntime:
+    """One command per connection to the admin socket, answers read to EOF.
+
+    ``commands`` records what was sent, in order (a read repeated while polling is recorded once).
+    """
+
+    def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.commands: list[str] = []
+
+    def _record(self, command: str) -> None:
+        if not self.commands or self.commands[-1] != command or command.startswith(("set ", "add ", "del ")):
+            self.commands.append(command)
+
+    def command(self, command: str) -> str:
+        """Send one command, return HAProxy's answer; raise HAProxyRuntimeError on an error answer."""
+        if "\n" in command or "\r" in command:
+            raise HAProxyRuntimeError("refusing to send a command with a line break", command)
+        self._record(command)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            try:
+                sock.connect(self.socket_path)
+            except FileNotFoundError as exc:
+                raise HAProxyRuntimeError(f"admin socket {self.socket_path} does not exist", command) from exc
+            except PermissionError as exc:
+                raise HAProxyRuntimeError(f"permission denied on admin socket {self.socket_path}", command) from exc
+            except ConnectionRefusedError as exc:
+                raise HAProxyRuntimeError(
+                    f"admin socket {self.socket_path} refused the connection (is HAProxy running?)", command
+                ) from exc
+            except OSError as exc:
+                raise HAProxyRuntimeError(f"cannot connect to admin socket {self.socket_path}: {exc}", command) from exc
+            chunks = []
+            try:
+                sock.sendall(command.encode("utf-8") + b"\n")
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+            except socket.timeout as exc:
+                raise HAProxyRuntimeError(
+                    f"no complete answer from {self.socket_path} within {self.timeout}s", command
+                ) from exc
+            except OSError as exc:
+                raise HAProxyRuntimeError(f"admin socket {self.socket_path} failed: {exc}", command) from exc
+        finally:
+            sock.close()
+        answer = b"".join(chunks).decode("utf-8", errors="replace")
+        if _is_error_answer(answer):
+            raise HAProxyRuntimeError("HAProxy rejected the command", command, answer)
+        return answer
+
+    def _write(self, command: str) -> None:
+        answer = self.command(command)
+        if answer.strip():
+            raise HAProxyRuntimeError("HAProxy did not confirm the change", command, answer)
+
+    def show_map(self, map_path: str) -> dict[str, str]:
+        """``{key: value}`` of the map as HAProxy holds it in memory."""
+        command = f"show map {map_path}"
+        answer = self.command(command)
+        try:
+            return parse_show_map(answer)
+        except ValueError as exc:
+            raise HAProxyRuntimeError(str(exc), command, answer) from exc
+
+    def set_map_value(self, map_path: str, key: str, value: str) -> None:
+        """``set map``: change the value of an existing key, atomically for every new request."""
+        self._write(f"set map {map_path} {key} {value}")
+
+    def add_map_value(self, map_path: str, key: str, value: str) -> None:
+        """``add map``: add a key that is not in the map yet."""
+        self._write(f"add map {map_path} {key} {value}")
+
+    def del_map_value(self, map_path: str, key: str) -> None:
+        """``del map``: remove a key."""
+        self._write(f"del map {map_path} {key}")
+
+    def show_stat(self) -> list[dict[str, str]]:
+        """Rows of ``show stat`` (pxname, svname, status, check_status, ...)."""
+        command = "show stat"
+        answer = self.command(command)
+        try:
+            return parse_show_stat(answer)
+        except ValueError as exc:
+            raise HAProxyRuntimeError(str(exc), command, answer) from exc
+
+    def backend_servers(self, backend: str) -> dict[str, str] | None:
+        """``{server: status}`` of a backend, None when HAProxy has no such backend."""
+        return servers_of(self.show_stat(), backend)
