@@ -245,6 +245,13 @@ def tcp_open(port: int) -> bool:
         return True
 
 
+def port_in_use(port: int) -> bool:
+    try:
+        return tcp_open(port)
+    except OSError:
+        return False
+
+
 def http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as answer:
         return answer.status < 500
@@ -279,6 +286,10 @@ def cmd_up(_args: argparse.Namespace) -> int:
         supervisorctl(state, "update")
         supervisorctl(state, "start", "all", check=False)
     else:
+        busy = [f"{name} ({port})" for name, port in topo["ports"].items() if port_in_use(port)]
+        if busy:
+            raise SystemExit(f"labctl: ports already in use by another process: {', '.join(busy)}; "
+                             "stop it (another checkout's lab? run its 'labctl down') and retry")
         subprocess.run([str(venv_bin() / "supervisord"), "-c", str(conf)], check=True,
                        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for("supervisord", lambda: supervisor_running(state))

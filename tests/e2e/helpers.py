@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,14 @@ def live(url: str, samples: int = 12) -> tuple[set[str], set[str]]:
         versions.add(body["version"])
         instances.add(body["instance"])
     return versions, instances
+
+
+def versions_or_nothing(url: str) -> set[str]:
+    """The versions live through a frontend; empty when nothing answers (a new lab)."""
+    try:
+        return live(url)[0]
+    except (urllib.error.URLError, OSError):
+        return set()
 
 
 def map_colour(map_file: str, key: str = "production") -> str:
