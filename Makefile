@@ -58,20 +58,25 @@ $(GET_PIP_CACHE):
 	printf 'import ensurepip\nensurepip.bootstrap(upgrade=True)\n' > $@
 
 # ansible-test resolves its working directory and lists files with git, so it runs on a copy of the
-# collection's files (tracked and
-# not ignored) at .../ansible_collections/payments/deploy outside this repository.
-SANITY_TREE := $(or $(TMPDIR),/tmp)/payments.deploy-sanity/ansible_collections/payments/deploy
+# collection's files (tracked and not ignored) at .../ansible_collections/payments/deploy in a fresh
+# temporary directory outside this repository.
 sanity: venv $(GET_PIP_CACHE)
-	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
+	@top=$$(mktemp -d); tree=$$top/ansible_collections/payments/deploy; mkdir -p $$tree; \
 	git ls-files -z --cached --others --exclude-standard | \
-	  while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done | xargs -0 cp --parents -t $(SANITY_TREE)
-	cd $(SANITY_TREE) && PATH=$(CURDIR)/$(BIN):$$PATH ansible-test sanity --local --python 3.13 --color no
+	  while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done | xargs -0 cp --parents -t $$tree; \
+	echo "ansible-test sanity in $$tree"; \
+	(cd $$tree && PATH=$(CURDIR)/$(BIN):$$PATH ansible-test sanity --local --python 3.13 --color no); status=$$?; \
+	rm -rf $$top; exit $$status
 
 unit: venv collection
 	$(PY) -m pytest tests/unit -q
 
+# One pytest run per suite: each suite's conftest is its own.
+INTEGRATION_SUITES := $(sort $(wildcard tests/integration/*/)) tests/lab/
 integration: venv collection system-packages
-	$(PY) -m pytest tests/integration tests/lab -q
+	@failed=""; for suite in $(INTEGRATION_SUITES); do \
+	  echo "== $$suite"; $(PY) -m pytest $$suite -q || failed="$$failed $$suite"; \
+	done; [ -z "$$failed" ] || { echo "failed suites:$$failed"; exit 1; }
 
 e2e: lab-up
 	$(PY) -m pytest tests/e2e -q

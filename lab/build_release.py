@@ -13,6 +13,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import yaml
+
 NAME = "payment-service"
 DEFAULT_SOURCE = Path(__file__).resolve().parent / "payment_service"
 DEFAULT_VERSIONS = ("1.0.0", "1.1.0")
@@ -20,12 +22,15 @@ INCLUDED = ("payment_service", "gunicorn.conf.py", "migrations")
 EXCLUDED_PARTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
+MIGRATIONS = "migrations"
+PLAN_FILES = ("plan.yml", "plan.yaml", "plan.json")
+MIGRATION_SCRIPTS = ("deploy", "verify", "revert")
 # Every entry gets the same timestamp (1980-01-01, the oldest date every archive format can hold).
 FIXED_MTIME = 315532800
 START_COMMAND = ("python3 -m gunicorn --config gunicorn.conf.py --bind 127.0.0.1:{port} "
                  "payment_service.wsgi:application")
-ENV = ["DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ENCRYPTION_KEY",
-       "HASH_SALT", "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY"]
+ENV = ["DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "ENCRYPTION_KEY",
+       "HASH_SALT", "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY", "PAYMENTS_RATE_LIMIT_PER_MINUTE", "PAYMENTS_CORS_ORIGINS"]
 
 
 def manifest(version: str) -> bytes:
@@ -69,10 +74,67 @@ def release_entries(source: Path, version: str) -> dict[str, bytes | None]:
     """Archive name to content (None for a directory) of every entry of the release."""
     top = f"{NAME}-{version}"
     entries: dict[str, bytes | None] = {top: None, f"{top}/manifest.json": manifest(version)}
+    left_out, plan_files = migrations_for(source, version)
     for relative in source_files(source):
         path = source / relative
-        entries[f"{top}/{relative.as_posix()}"] = None if path.is_dir() else path.read_bytes()
+        name = relative.as_posix()
+        if name in left_out:
+            continue
+        if name in plan_files:
+            entries[f"{top}/{name}"] = plan_files[name]
+        else:
+            entries[f"{top}/{name}"] = None if path.is_dir() else path.read_bytes()
     return entries
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def migrations_for(source: Path, version: str) -> tuple[set[str], dict[str, bytes]]:
+    """The migration files a release leaves out, and its plan filtered to the changes whose release is not newer than it.
+
+    Paths are relative to source. Without a plan file the migrations directory ships as it is.
+    """
+    plans = [source / MIGRATIONS / name for name in PLAN_FILES if (source / MIGRATIONS / name).is_file()]
+    if not plans:
+        return set(), {}
+    if len(plans) > 1:
+        raise SystemExit(f"build_release: {source / MIGRATIONS} holds more than one plan file")
+    plan_path = plans[0]
+    text = plan_path.read_text(encoding="utf-8")
+    data = json.loads(text) if plan_path.suffix == ".json" else yaml.safe_load(text)
+    changes = data.get("changes") if isinstance(data, dict) else None
+    if not isinstance(changes, list):
+        raise SystemExit(f"build_release: {plan_path} has no list of changes")
+    kept: list[dict[str, object]] = []
+    for change in changes:
+        release = str(change.get("release", "")) if isinstance(change, dict) else ""
+        if not SEMVER.fullmatch(release):
+            raise SystemExit(f"build_release: {plan_path}: change {change!r} has no release X.Y.Z")
+        if _version_key(release) <= _version_key(version):
+            kept.append(change)
+    names = {str(change.get("name")) for change in kept}
+    scripts = [f"{MIGRATIONS}/{script}/{name}.sql" for name in sorted(names) for script in MIGRATION_SCRIPTS]
+    missing = [path for path in scripts if not (source / path).is_file()]
+    if missing:
+        raise SystemExit(f"build_release: the plan's changes lack {', '.join(missing)}")
+    left_out: set[str] = set()
+    for script in MIGRATION_SCRIPTS:
+        directory = source / MIGRATIONS / script
+        if directory.is_dir():
+            left_out.update(path.relative_to(source).as_posix() for path in directory.rglob("*") if path.is_file())
+    left_out.difference_update(scripts)
+    return left_out, {plan_path.relative_to(source).as_posix(): render_plan(plan_path.suffix, kept, version)}
+
+
+def render_plan(suffix: str, changes: list[dict[str, object]], version: str) -> bytes:
+    """The plan file of release ``version``: the same format as the source plan, changes in plan order."""
+    if suffix == ".json":
+        return (json.dumps({"changes": changes}, indent=2) + "\n").encode("utf-8")
+    header = f"# Migration plan shipped with {NAME} {version}: the changes of releases up to {version}, in deploy order.\n"
+    body = yaml.safe_dump({"changes": changes}, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    return (header + body).encode("utf-8")
 
 
 def tar_bytes(source: Path, version: str) -> bytes:

@@ -20,6 +20,8 @@ LAB_SRC = REPO / "lab"
 INVENTORY = REPO / "inventories" / "lab"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DEFAULT_VERSIONS = ("1.0.0", "1.1.0")
+STRIPE_ACCOUNT = "acct_1PaymentsLab0001"
+DATABASES = ("payments", "payments_staging")
 
 
 def state_dir() -> Path:
@@ -42,9 +44,9 @@ def load_topology() -> dict:
 
 
 def ensure_secrets(state: Path) -> dict:
+    """The lab's secrets, generated once; a newer lab adds the ones an older state lacks."""
     path = state / "secrets.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    existing = json.loads(path.read_text()) if path.exists() else {}
     values = {
         "postgres_password": secrets.token_urlsafe(18),
         "postgres_superuser_password": secrets.token_urlsafe(18),
@@ -53,12 +55,31 @@ def ensure_secrets(state: Path) -> dict:
         "admin_key": "ak_lab_" + secrets.token_urlsafe(24),
         "encryption_key": secrets.token_hex(32),
         "hash_salt": secrets.token_hex(16),
-        "stripe_secret_key": "sk_test_lab" + secrets.token_hex(12),
+        # The Stripe emulator treats sk_live_/rk_live_ keys as live mode: production gets one, staging a test key.
+        "stripe_live_key": "sk_live_lab" + secrets.token_hex(16),
+        "stripe_test_key": "sk_test_lab" + secrets.token_hex(16),
+        "stripe_restricted_key": "rk_live_lab" + secrets.token_hex(16),
         "stripe_webhook_secret": "whsec_" + secrets.token_hex(16),
     }
+    if existing.keys() >= values.keys():
+        return existing
+    values.update(existing)
     path.touch(mode=0o600)
     path.write_text(json.dumps(values, indent=2) + "\n")
     return values
+
+
+def render_stripe_keys(state: Path, creds: dict) -> Path:
+    (state / "stripe").mkdir(mode=0o700, parents=True, exist_ok=True)
+    (state / "stripe").chmod(0o700)
+    path = state / "stripe" / "keys.json"
+    path.touch(mode=0o600)
+    keys = [creds["stripe_live_key"], creds["stripe_test_key"], creds["stripe_restricted_key"]]
+    # pm_lab_live_visa stands in for a real card kept for production's test payments (Stripe refuses test
+    # cards with live keys, and so does the emulator).
+    path.write_text(json.dumps({"account": STRIPE_ACCOUNT, "keys": keys, "live_cards": {"pm_lab_live_visa": "pm_card_visa"}},
+                               indent=2) + "\n")
+    return path
 
 
 def as_postgres(cmd: list[str]) -> list[str]:
@@ -98,22 +119,25 @@ def init_postgres(state: Path, topo: dict, creds: dict) -> None:
                    f"unix_socket_directories = '{run}'\nmax_connections = 200\n")
 
 
-def bootstrap_database(state: Path, topo: dict, creds: dict) -> None:
-    """Create the service's role and database and apply the bootstrap schema (idempotent)."""
+def create_databases(state: Path, topo: dict, creds: dict) -> None:
+    """The service's role and one empty database per environment (idempotent); the deploy's migrate phase
+    creates the schema from the release's migrations."""
     sock = str(state / "run" / "postgres")
     port = str(topo["ports"]["postgres"])
-    psql = [str(PG_BIN / "psql"), "-h", sock, "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt"]
-    exists = subprocess.run(as_postgres([*psql, "-d", "postgres", "-c",
-                                         "SELECT 1 FROM pg_roles WHERE rolname = 'payments'"]),
-                            capture_output=True, text=True, check=True).stdout.strip()
-    if not exists:
+    psql = [str(PG_BIN / "psql"), "-h", sock, "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt",
+            "-d", "postgres"]
+
+    def query(sql: str) -> str:
+        return subprocess.run(as_postgres([*psql, "-c", sql]), capture_output=True, text=True, check=True).stdout.strip()
+
+    if not query("SELECT 1 FROM pg_roles WHERE rolname = 'payments'"):
         password = creds["postgres_password"].replace("'", "''")
-        # The statement goes through stdin so that the password is not in any process' argv.
-        subprocess.run(as_postgres([*psql, "-d", "postgres"]), input=f"CREATE ROLE payments LOGIN PASSWORD '{password}';"
-                       "CREATE DATABASE payments OWNER payments;", text=True, check=True)
-    schema = (LAB_SRC / "payment_service" / "bootstrap.sql").read_text()
-    subprocess.run(as_postgres([*psql, "-d", "payments"]), input="SET ROLE payments;\n" + schema,
-                   text=True, check=True, stdout=subprocess.DEVNULL)
+        # Through stdin so that the password is not in any process' argv.
+        subprocess.run(as_postgres(psql), input=f"CREATE ROLE payments LOGIN PASSWORD '{password}';", text=True,
+                       check=True)
+    for database in DATABASES:
+        if not query(f"SELECT 1 FROM pg_database WHERE datname = '{database}'"):
+            query(f"CREATE DATABASE {database} OWNER payments")
 
 
 def supervisor_base(root: Path, name: str, foreground: bool) -> str:
@@ -195,6 +219,9 @@ def render_lab_supervisor(state: Path, topo: dict, creds: dict) -> Path:
     conf += program("postgres", f"{PG_BIN / 'postgres'} -D {state / 'postgres' / 'data'}", logs,
                     user="postgres" if os.geteuid() == 0 else "", stopsignal="INT", priority="10")
     conf += program("redis", f"/usr/bin/redis-server {render_redis(state, topo, creds)}", logs, priority="10")
+    conf += program("stripe", f"{bindir / 'python'} -m stripe_emulator --host 127.0.0.1 --port {topo['ports']['stripe']}"
+                    f" --keys-file {render_stripe_keys(state, creds)} --state-file {state / 'stripe' / 'state.json'}",
+                    logs, priority="10", environment=f'PYTHONPATH="{LAB_SRC}"')
     conf += program("s3", f"{bindir / 'moto_server'} -H 127.0.0.1 -p {topo['ports']['s3']}", logs, priority="10")
     conf += program("artifacts", f"{bindir / 'python'} -m http.server {topo['ports']['artifacts']} --bind 127.0.0.1"
                     f" --directory {state / 'artifacts'}", logs, priority="10")
@@ -267,6 +294,7 @@ def endpoints(state: Path, topo: dict) -> dict:
         "postgres_dsn": f"postgresql://payments@127.0.0.1:{ports['postgres']}/payments",
         "redis_url": f"redis://127.0.0.1:{ports['redis']}/0",
         "s3_endpoint": f"http://127.0.0.1:{ports['s3']}",
+        "stripe_api": f"http://127.0.0.1:{ports['stripe']}",
         "artifacts_url": f"http://127.0.0.1:{ports['artifacts']}",
         "haproxy_admin_socket": str(lb_root / "run" / "haproxy" / "admin.sock"),
         "haproxy_map_file": str(lb_root / "etc" / "haproxy" / "colours.map"),
@@ -297,11 +325,12 @@ def cmd_up(_args: argparse.Namespace) -> int:
     wait_for("postgres", lambda: tcp_open(ports["postgres"]))
     wait_for("redis", lambda: tcp_open(ports["redis"]))
     wait_for("s3", lambda: http_ok(f"http://127.0.0.1:{ports['s3']}/"))
+    wait_for("stripe", lambda: http_ok(f"http://127.0.0.1:{ports['stripe']}/_emulator/health"))
     wait_for("artifacts", lambda: http_ok(f"http://127.0.0.1:{ports['artifacts']}/"))
     wait_for("haproxy", lambda: Path(endpoints(state, topo)["haproxy_admin_socket"]).exists())
     for host in topo["apps"]:
         wait_for(f"supervisor of {host}", lambda h=host: (state / "hosts" / h / "run" / "supervisor.sock").exists())
-    bootstrap_database(state, topo, creds)
+    create_databases(state, topo, creds)
     print(f"lab is up: state in {state}")
     return cmd_status(argparse.Namespace(json=False))
 

@@ -34,7 +34,8 @@ class PlaybookRun:
 
 
 def run_playbook(name: str, *args: str, inventory: Path | None = None, env: dict | None = None) -> PlaybookRun:
-    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(REPO / "playbooks" / name), *args]
+    path = Path(name) if Path(name).is_absolute() else REPO / "playbooks" / name
+    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(path), *args]
     if inventory:
         cmd += ["-i", str(inventory)]
     full_env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",

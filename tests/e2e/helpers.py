@@ -38,3 +38,22 @@ def journal(lab: dict, kind: str, environment: str = "production") -> dict:
     """The last journal record of a kind (deploy, rollback) that the playbooks wrote on the load balancer."""
     path = Path(lab["state_dir"]) / "hosts" / "lb1" / "var" / "lib" / "payments" / "journal" / environment
     return json.loads((path / f"last-{kind}.json").read_text())
+
+
+def has_column(lab: dict, table: str, column: str, database: str = "payments") -> bool:
+    """Whether the lab's database has the column (read with the service's own credentials)."""
+    import psycopg  # pylint: disable=import-outside-toplevel
+
+    dsn = lab["postgres_dsn"].rsplit("/", 1)[0] + "/" + database
+    with psycopg.connect(dsn, password=lab["secrets"]["postgres_password"], connect_timeout=5) as conn:
+        row = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = %s AND column_name = %s",
+                           (table, column)).fetchone()
+    return bool(row and row[0])
+
+
+def stripe_intents(lab: dict, ids: list[str]) -> list:
+    """The PaymentIntents as Stripe (the lab's emulator) has them, with their latest charge, in live mode."""
+    import stripe  # pylint: disable=import-outside-toplevel
+
+    client = stripe.StripeClient(lab["secrets"]["stripe_live_key"], base_addresses={"api": lab["stripe_api"]})
+    return [client.v1.payment_intents.retrieve(i, {"expand": ["latest_charge"]}) for i in ids]

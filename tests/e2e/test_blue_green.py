@@ -1,12 +1,15 @@
 """Blue-green deploy, rollback and re-deploy on the lab, under load: no request may fail."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from helpers import journal, live, map_colour
+from helpers import has_column, journal, live, map_colour, stripe_intents
 from loadgen import LoadGenerator, summarize
 
 pytestmark = pytest.mark.timeout(900)
+HERE = Path(__file__).resolve().parent
 
 
 def under_load(lab: dict, action):
@@ -35,6 +38,11 @@ def assert_zero_downtime(samples, switched_at: float, old: str, new: str) -> Non
 def test_baseline_release_is_live(lab, playbook):
     run = playbook("deploy.yml", "-e", "release_version=1.0.0")
     assert run.rc == 0
+    if has_column(lab, "payments", "description"):  # a 1.1.0 schema left by an earlier run: back to 1.0.0's
+        reset = playbook(str(HERE / "playbooks" / "schema_of_release.yml"), "-e", "schema_head=0002_payments_and_events",
+                         "-e", "newest_release=1.1.0")
+        assert reset.rc == 0
+    assert not has_column(lab, "payments", "description")
     versions, instances = live(lab["production_url"])
     assert versions == {"1.0.0"}
     assert {i.rsplit("-", 1)[0] for i in instances} == {"app1", "app2"}
@@ -52,6 +60,20 @@ def test_deploy_switches_every_host_without_dropping_a_request(lab, playbook):
     assert versions == {"1.1.0"} and {i.rsplit("-", 1)[0] for i in instances} == {"app1", "app2"}
 
 
+def test_deploy_migrated_the_schema_and_proved_payments(lab):
+    record = journal(lab, "deploy")
+    migration = record["migration"]
+    assert migration["applied"] == ["0003_payments_description", "0004_payments_created_at_index"]
+    assert migration["heads"] == {"before": "0002_payments_and_events", "after": "0004_payments_created_at_index"}
+    assert migration["contract_applied"] is False
+    assert has_column(lab, "payments", "description")
+    intents = stripe_intents(lab, record["probe_payments"])
+    assert len(intents) == 3
+    for intent in intents:
+        assert intent.livemode is True and intent.status == "succeeded" and intent.amount == 50
+        assert intent.latest_charge.refunded is True
+
+
 def test_rollback_flips_back_without_dropping_a_request(lab, playbook):
     deployed = journal(lab, "deploy")
     run, samples = under_load(lab, lambda: playbook("rollback.yml"))
@@ -60,6 +82,7 @@ def test_rollback_flips_back_without_dropping_a_request(lab, playbook):
     assert record["colour_to"] == deployed["colour_from"] == map_colour(lab["haproxy_map_file"])
     assert_zero_downtime(samples, float(record["switched_at"]), "1.1.0", "1.0.0")
     assert live(lab["production_url"])[0] == {"1.0.0"}
+    assert not has_column(lab, "payments", "description"), "the rollback did not revert the 1.1.0 migrations"
 
 
 def test_rollback_again_changes_nothing(lab, playbook):

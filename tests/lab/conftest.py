@@ -1,4 +1,5 @@
-"""Fixtures for the lab tests: throw-away PostgreSQL and Redis servers and a payment service run from its release."""
+"""Fixtures for the lab tests: throw-away PostgreSQL and Redis servers, the Stripe emulator and a payment service
+run from its release."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any, Callable, Iterator
 import psycopg
 import pytest
 import redis
+import stripe
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "lab" / "build_release.py"
@@ -32,6 +34,7 @@ VERSION = "1.1.0"
 APP_DB = "payments"
 APP_USER = "payments_app"
 START_TIMEOUT_S = 30
+EMULATOR_ACCOUNT = "acct_1LabEmulator00001"
 
 
 def free_port() -> int:
@@ -89,10 +92,12 @@ class Reply:
 
 
 def http_call(port: int, method: str, path: str, token: str | None = None, body: Any = None,
-              headers: dict[str, str] | None = None, timeout: float = 10) -> Reply:
-    """One request to 127.0.0.1:port on a fresh connection; token becomes a bearer Authorization header."""
+              headers: dict[str, str] | None = None, timeout: float = 10, raw: bytes | None = None) -> Reply:
+    """One request to 127.0.0.1:port on a fresh connection; token becomes a bearer Authorization header.
+
+    body is sent as JSON; raw is sent as it is (with the Content-Type the caller gives)."""
     headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
-    payload = None
+    payload = raw
     if body is not None:
         payload = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
@@ -234,6 +239,71 @@ def stop_redis(server: RedisServer) -> None:
 
 
 @dataclass
+class StripeEmulator:
+    """A running Stripe API emulator (lab/stripe_emulator) that accepts one test secret key."""
+
+    port: int
+    secret_key: str
+    base: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        """STRIPE_API_BASE for the service."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self) -> stripe.StripeClient:
+        """An SDK client on the emulator, as the tests' view of 'what Stripe holds'."""
+        return stripe.StripeClient(self.secret_key, base_addresses={"api": self.url}, max_network_retries=0)
+
+    def log(self) -> str:
+        """Everything the emulator wrote so far."""
+        return (self.base / "emulator.log").read_text(errors="replace")
+
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        """A call to the emulator's own /_emulator API (faults, request log, deliveries)."""
+        reply = http_call(self.port, method, path, body=body)
+        assert reply.status == 200, reply.body
+        return reply.json()
+
+    def requests(self, method: str, path_prefix: str) -> list[dict[str, Any]]:
+        """The emulator's log of API requests with this method and path prefix, oldest first."""
+        return list(self.admin("GET", f"/_emulator/requests?method={method}&path_prefix={path_prefix}")["data"])
+
+
+def start_stripe_emulator(secret_key: str) -> StripeEmulator:
+    """The emulator on a free port with a keys file (mode 0600) that holds the given key."""
+    base = private_dir("payments-stripe-")
+    keys = base / "keys.json"
+    keys.write_text(json.dumps({"account": EMULATOR_ACCOUNT, "keys": [secret_key]}))
+    keys.chmod(0o600)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "lab"), "PYTHONUNBUFFERED": "1"}
+    with open(base / "emulator.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "stripe_emulator", "--host", "127.0.0.1", "--port", str(port),
+                                 "--keys-file", str(keys)], cwd=base, env=env, stdout=log, stderr=subprocess.STDOUT)
+    emulator = StripeEmulator(port, secret_key, base, proc)
+    try:
+        wait_until(lambda: _emulator_listening(emulator), "the Stripe emulator to listen")
+    except BaseException:
+        stop_stripe_emulator(emulator)
+        raise
+    return emulator
+
+
+def _emulator_listening(emulator: StripeEmulator) -> bool:
+    if emulator.proc.poll() is not None:
+        pytest.fail(f"the Stripe emulator exited with {emulator.proc.returncode}:\n{emulator.log()}")
+    return f"listening on {emulator.url}" in emulator.log()
+
+
+def stop_stripe_emulator(emulator: StripeEmulator) -> None:
+    """Stop the emulator and remove its files."""
+    stop_process(emulator.proc)
+    shutil.rmtree(emulator.base, ignore_errors=True)
+
+
+@dataclass
 class RunningService:
     """A payment service process started from an unpacked release with the manifest's start command."""
 
@@ -242,13 +312,21 @@ class RunningService:
     log_path: Path
 
     def call(self, method: str, path: str, token: str | None = None, body: Any = None,
-             headers: dict[str, str] | None = None, timeout: float = 10) -> Reply:
+             headers: dict[str, str] | None = None, timeout: float = 10, raw: bytes | None = None) -> Reply:
         """One HTTP request to this instance."""
-        return http_call(self.port, method, path, token, body, headers, timeout)
+        return http_call(self.port, method, path, token, body, headers, timeout, raw)
 
     def log(self) -> str:
         """Everything the process wrote to stdout and stderr so far."""
         return self.log_path.read_text(errors="replace")
+
+    def metric(self, series: str) -> float:
+        """The current value of one exact series line of /metrics, e.g. 'refunds_total'."""
+        for line in self.call("GET", "/metrics").body.decode().splitlines():
+            name, _sep, value = line.rpartition(" ")
+            if name == series:
+                return float(value)
+        raise AssertionError(f"series {series} not found")
 
 
 def start_command(release_dir: Path, port: int) -> list[str]:
@@ -257,9 +335,10 @@ def start_command(release_dir: Path, port: int) -> list[str]:
     return shlex.split(command.replace("{port}", str(port)))
 
 
-def launch(release_dir: Path, env: dict[str, str], log_path: Path, wait: bool = True) -> RunningService:
+def launch(release_dir: Path, env: dict[str, str], log_path: Path, wait: bool = True,
+           port: int | None = None) -> RunningService:
     """Start the service as the deploy tooling does: cwd = release dir, python3 on PATH has its dependencies."""
-    port = free_port()
+    port = port or free_port()
     full_env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 "LANG": "C.UTF-8", **env}
     with open(log_path, "wb") as log:
@@ -353,10 +432,35 @@ def app_secrets() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def service_env(postgres: Postgres, redis_server: RedisServer, app_secrets: dict[str, str]) -> dict[str, str]:
+def stripe_emulator(app_secrets: dict[str, str]) -> Iterator[StripeEmulator]:
+    """The shared emulator; it accepts the service's STRIPE_SECRET_KEY."""
+    emulator = start_stripe_emulator(app_secrets["STRIPE_SECRET_KEY"])
+    try:
+        yield emulator
+    finally:
+        stop_stripe_emulator(emulator)
+
+
+@pytest.fixture
+def stripe_emulator_factory(app_secrets: dict[str, str]) -> Iterator[Callable[[], StripeEmulator]]:
+    """Start extra emulators (e.g. to stop one under a running service); all are stopped after the test."""
+    started: list[StripeEmulator] = []
+
+    def factory() -> StripeEmulator:
+        started.append(start_stripe_emulator(app_secrets["STRIPE_SECRET_KEY"]))
+        return started[-1]
+
+    yield factory
+    for emulator in started:
+        stop_stripe_emulator(emulator)
+
+
+@pytest.fixture(scope="session")
+def service_env(postgres: Postgres, redis_server: RedisServer, app_secrets: dict[str, str],
+                stripe_emulator: StripeEmulator) -> dict[str, str]:
     """The complete environment of a healthy instance."""
     return {"DATABASE_URL": postgres.app_url(), "REDIS_URL": redis_server.url, **app_secrets,
-            "SERVICE_INSTANCE": "app1-green", "SERVICE_COLOUR": "green"}
+            "STRIPE_API_BASE": stripe_emulator.url, "SERVICE_INSTANCE": "app1-green", "SERVICE_COLOUR": "green"}
 
 
 @pytest.fixture(scope="session")
@@ -378,13 +482,46 @@ def service(release_dir: Path, service_env: dict[str, str],
         stop_service(running)
 
 
+@dataclass
+class WebhookEndpoint:
+    """A webhook endpoint registered in the emulator: the port it points at and its signing secret."""
+
+    id: str
+    port: int
+    secret: str
+
+
+@pytest.fixture(scope="session")
+def webhook_endpoint(stripe_emulator: StripeEmulator) -> WebhookEndpoint:
+    """An endpoint for every event type, pointing at the port stripe_service will listen on."""
+    port = free_port()
+    endpoint = stripe_emulator.client().v1.webhook_endpoints.create(
+        {"url": f"http://127.0.0.1:{port}/webhooks/stripe", "enabled_events": ["*"]})
+    assert endpoint.secret and endpoint.secret.startswith("whsec_")
+    return WebhookEndpoint(str(endpoint.id), port, endpoint.secret)
+
+
+@pytest.fixture(scope="session")
+def stripe_service(release_dir: Path, service_env: dict[str, str], webhook_endpoint: WebhookEndpoint,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    """An instance that takes payments: its webhook secret is the one the emulator signs deliveries with."""
+    env = {**service_env, "STRIPE_WEBHOOK_SECRET": webhook_endpoint.secret, "SERVICE_INSTANCE": "app1-blue",
+           "SERVICE_COLOUR": "blue"}
+    running = launch(release_dir, env, tmp_path_factory.mktemp("stripe-service") / "service.log",
+                     port=webhook_endpoint.port)
+    try:
+        yield running
+    finally:
+        stop_service(running)
+
+
 @pytest.fixture
 def launcher(release_dir: Path, tmp_path: Path) -> Iterator[Callable[..., RunningService]]:
     """Start extra instances with their own environment; all are stopped after the test."""
     started: list[RunningService] = []
 
-    def start(env: dict[str, str], wait: bool = True) -> RunningService:
-        started.append(launch(release_dir, env, tmp_path / f"service-{len(started)}.log", wait))
+    def start(env: dict[str, str], wait: bool = True, port: int | None = None) -> RunningService:
+        started.append(launch(release_dir, env, tmp_path / f"service-{len(started)}.log", wait, port))
         return started[-1]
 
     yield start

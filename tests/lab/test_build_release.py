@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "lab" / "build_release.py"
@@ -67,6 +68,10 @@ def test_tarball_layout_and_normalised_metadata(tmp_path: Path) -> None:
     assert manifest["health"] == {"liveness": "/healthz", "readiness": "/readyz", "version": "/version"}
 
 
+NEW_IN_1_1_0 = {f"migrations/{script}/{name}.sql" for script in ("deploy", "verify", "revert")
+                for name in ("0003_payments_description", "0004_payments_created_at_index")}
+
+
 def test_all_builds_the_lab_versions_that_differ_only_by_version(tmp_path: Path) -> None:
     result = build(tmp_path, "--all")
     assert result.returncode == 0, result.stderr
@@ -74,8 +79,41 @@ def test_all_builds_the_lab_versions_that_differ_only_by_version(tmp_path: Path)
     names = [Path(item["path"]).name for item in built]
     assert names == ["payment-service-1.0.0.tar.gz", "payment-service-1.1.0.tar.gz"]
     old, new = (release_files(tmp_path / name) for name in names)
-    assert old.keys() == new.keys()
-    assert {name for name in old if old[name] != new[name]} == {"manifest.json"}
+    assert new.keys() - old.keys() == NEW_IN_1_1_0 and not old.keys() - new.keys()
+    assert {name for name in old if old[name] != new[name]} == {"manifest.json", "migrations/plan.yml"}
+
+
+def test_each_release_ships_the_migrations_up_to_its_version(tmp_path: Path) -> None:
+    assert build(tmp_path, "--all").returncode == 0
+    old = release_files(tmp_path / "payment-service-1.0.0.tar.gz")
+    new = release_files(tmp_path / "payment-service-1.1.0.tar.gz")
+    old_plan, new_plan = (yaml.safe_load(files["migrations/plan.yml"]) for files in (old, new))
+    assert [c["name"] for c in old_plan["changes"]] == ["0001_customers", "0002_payments_and_events"]
+    assert [c["name"] for c in new_plan["changes"]] == ["0001_customers", "0002_payments_and_events",
+                                                        "0003_payments_description", "0004_payments_created_at_index"]
+    assert not NEW_IN_1_1_0 & old.keys() and NEW_IN_1_1_0 <= new.keys()
+    source = yaml.safe_load((SOURCE / "migrations" / "plan.yml").read_text())
+    assert new_plan["changes"] == source["changes"]  # every field kept, in plan order
+    for name in NEW_IN_1_1_0:
+        assert new[name] == (SOURCE / name).read_bytes()
+
+
+def test_a_plan_change_newer_than_every_release_is_left_out(tmp_path: Path) -> None:
+    copy = tmp_path / "src"
+    shutil.copytree(SOURCE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    plan = yaml.safe_load((copy / "migrations" / "plan.yml").read_text())
+    plan["changes"].append({"name": "0005_future", "kind": "contract", "release": "1.10.0"})
+    (copy / "migrations" / "plan.yml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    for script in ("deploy", "verify", "revert"):
+        (copy / "migrations" / script / "0005_future.sql").write_text("SELECT 1;\n")
+    assert build(tmp_path / "out", "--version", "1.9.0", "--source", str(copy)).returncode == 0  # 1.10.0 > 1.9.0 as versions
+    files = release_files(tmp_path / "out" / "payment-service-1.9.0.tar.gz")
+    assert "0005_future" not in files["migrations/plan.yml"].decode()
+    assert not [name for name in files if "0005_future" in name]
+    assert build(tmp_path / "out", "--version", "1.10.0", "--source", str(copy)).returncode == 0
+    files = release_files(tmp_path / "out" / "payment-service-1.10.0.tar.gz")
+    assert yaml.safe_load(files["migrations/plan.yml"])["changes"][-1]["name"] == "0005_future"
+    assert "migrations/deploy/0005_future.sql" in files
 
 
 def release_files(archive: Path) -> dict[str, bytes]:

@@ -33,7 +33,7 @@ def test_readyz_is_503_when_redis_stops(degraded: tuple[RunningService, RedisSer
         reply = running.call("GET", "/readyz")
         assert reply.status == 503
         assert reply.json() == {"status": "not-ready",
-                                "checks": {"postgres": "ok", "redis": "error: ConnectionError"}}
+                                "checks": {"postgres": "ok", "redis": "error: ConnectionError", "stripe": "ok"}}
     assert running.call("GET", "/healthz").status == 200
     assert running.log().count("readiness check redis: error: ConnectionError") == 1  # changes only
     assert not [value for value in secret_values if value in running.log()]

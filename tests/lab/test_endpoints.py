@@ -25,10 +25,10 @@ def test_healthz(service: RunningService) -> None:
     assert (reply.status, reply.json()) == (200, {"status": "ok"})
 
 
-def test_readyz_checks_postgres_and_redis(service: RunningService) -> None:
+def test_readyz_checks_postgres_redis_and_stripe(service: RunningService) -> None:
     reply = service.call("GET", "/readyz")
     assert reply.status == 200
-    assert reply.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}}
+    assert reply.json() == {"status": "ready", "checks": {"postgres": "ok", "redis": "ok", "stripe": "ok"}}
 
 
 def test_version_comes_from_the_release_manifest(service: RunningService) -> None:

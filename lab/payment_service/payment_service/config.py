@@ -11,7 +11,11 @@ from urllib.parse import urlsplit
 REQUIRED = ("DATABASE_URL", "REDIS_URL", "PAYMENTS_API_KEY")
 COLOURS = ("blue", "green")
 UNKNOWN_COLOUR = "unknown"
+DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
+DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+_STRIPE_KEY = re.compile(r"(sk|rk)_(test|live)_\S+")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ConfigError(Exception):
@@ -29,10 +33,13 @@ class Settings:
     hash_salt: str
     stripe_secret_key: str
     stripe_webhook_secret: str
+    stripe_api_base: str
     encryption_key: str
     instance: str
     colour: str
     test_slow_ms: int
+    rate_limit_per_minute: int
+    cors_origins: frozenset[str]
 
     def secret_values(self) -> list[str]:
         """Values that must never appear in logs or responses (URL passwords included)."""
@@ -60,20 +67,32 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         hash_salt=environ.get("HASH_SALT", ""),
         stripe_secret_key=environ.get("STRIPE_SECRET_KEY", ""),
         stripe_webhook_secret=environ.get("STRIPE_WEBHOOK_SECRET", ""),
+        stripe_api_base=(environ.get("STRIPE_API_BASE") or DEFAULT_STRIPE_API_BASE).rstrip("/"),
         encryption_key=environ.get("ENCRYPTION_KEY", ""),
         instance=environ.get("SERVICE_INSTANCE") or socket.gethostname(),
         colour=environ.get("SERVICE_COLOUR") or UNKNOWN_COLOUR,
         test_slow_ms=_non_negative_int(environ, "PAYMENTS_TEST_SLOW_MS"),
+        rate_limit_per_minute=_non_negative_int(environ, "PAYMENTS_RATE_LIMIT_PER_MINUTE",
+                                                DEFAULT_RATE_LIMIT_PER_MINUTE),
+        cors_origins=_origins(environ.get("PAYMENTS_CORS_ORIGINS", "")),
     )
     _check(settings)
     return settings
 
 
-def _non_negative_int(environ: Mapping[str, str], name: str) -> int:
-    raw = environ.get(name, "0") or "0"
+def _non_negative_int(environ: Mapping[str, str], name: str, default: int = 0) -> int:
+    raw = environ.get(name) or str(default)
     if not raw.isdigit():
         raise ConfigError(f"{name} must be a non-negative integer")
     return int(raw)
+
+
+def _origins(raw: str) -> frozenset[str]:
+    """Browser origins allowed by CORS: exact scheme://host[:port] values; '*' is refused on purpose."""
+    origins = frozenset(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+    if not all(_ORIGIN.fullmatch(origin) for origin in origins):
+        raise ConfigError("PAYMENTS_CORS_ORIGINS must be a comma-separated list of origins such as https://shop.example.com")
+    return origins
 
 
 def _check(settings: Settings) -> None:
@@ -87,3 +106,10 @@ def _check(settings: Settings) -> None:
         raise ConfigError("PAYMENTS_ADMIN_KEY must differ from PAYMENTS_API_KEY")
     if settings.colour not in (*COLOURS, UNKNOWN_COLOUR):
         raise ConfigError("SERVICE_COLOUR must be 'blue' or 'green'")
+    if settings.stripe_secret_key and not _STRIPE_KEY.fullmatch(settings.stripe_secret_key):
+        raise ConfigError("STRIPE_SECRET_KEY must be a Stripe secret or restricted key (sk_... or rk_...)")
+    if settings.stripe_webhook_secret and not settings.stripe_webhook_secret.startswith("whsec_"):
+        raise ConfigError("STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_...)")
+    api_base = urlsplit(settings.stripe_api_base)
+    if api_base.scheme not in ("http", "https") or not api_base.hostname or api_base.username or api_base.query:
+        raise ConfigError("STRIPE_API_BASE must be an http(s):// URL without credentials, e.g. https://api.stripe.com")

@@ -10,7 +10,7 @@ import string
 import time
 from typing import Any
 
-from . import auth
+from . import access
 from .service import Service
 from .web import HTTPError, Request, Response, json_response
 
@@ -28,7 +28,7 @@ SELECT = "SELECT id, email, name, extract(epoch FROM created_at)::bigint FROM cu
 
 def create(service: Service, request: Request, params: dict[str, str]) -> Response:
     """POST /v1/customers: validate, store with a salted email hash, answer 201."""
-    auth.require(request, service.settings, auth.API)
+    access.require_api(service, request)
     email, name = validate(request.json())
     salt = service.settings.hash_salt
     if not salt:
@@ -40,7 +40,7 @@ def create(service: Service, request: Request, params: dict[str, str]) -> Respon
 
 def fetch(service: Service, request: Request, params: dict[str, str]) -> Response:
     """GET /v1/customers/{id}: 200 with the customer or 404."""
-    auth.require(request, service.settings, auth.API)
+    access.require_api(service, request)
     if service.settings.test_slow_ms:
         time.sleep(service.settings.test_slow_ms / 1000)
     rows = service.database.fetch(SELECT, (params["id"],))

@@ -16,9 +16,13 @@ def healthz(service: Service, request: Request, params: dict[str, str]) -> Respo
 
 
 def readyz(service: Service, request: Request, params: dict[str, str]) -> Response:
-    """Ready when PostgreSQL answers SELECT 1 and Redis answers PING."""
+    """Ready when PostgreSQL answers SELECT 1, Redis answers PING and Stripe an authenticated GET /v1/balance.
+
+    The Stripe result is cached for a few seconds (see stripe_gateway.CHECK_TTL_S).
+    """
     checks = {"postgres": _probe(service, "postgres", service.database.ping),
-              "redis": _probe(service, "redis", service.cache.ping)}
+              "redis": _probe(service, "redis", service.cache.ping),
+              "stripe": _record(service, "stripe", *service.stripe.check())}
     ready = all(result == "ok" for result in checks.values())
     return json_response(200 if ready else 503, {"status": "ready" if ready else "not-ready", "checks": checks})
 
@@ -41,6 +45,11 @@ def _probe(service: Service, name: str, check: Callable[[], object]) -> str:
         result, detail = "ok", ""
     except Exception as exc:  # any failure means not ready
         result, detail = f"error: {type(exc).__name__}", str(exc)
+    return _record(service, name, result, detail)
+
+
+def _record(service: Service, name: str, result: str, detail: str) -> str:
+    """Log a check's result when it changed; return it."""
     if service.last_checks.get(name, "ok") != result:
         level = logging.INFO if result == "ok" else logging.WARNING
         service.logger.log(level, "readiness check %s: %s %s", name, result, detail)

@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-PAYMENT_OUTCOMES = ("succeeded", "failed")
+# succeeded: charged; failed: declined; pending: Stripe needs more (e.g. 3-D Secure); error: Stripe could not
+# process the request (unreachable, 5xx, rejected parameters).
+PAYMENT_OUTCOMES = ("succeeded", "failed", "pending", "error")
+# stored: a new verified event; duplicate: an event id already processed; rejected: bad or stale signature.
+WEBHOOK_OUTCOMES = ("stored", "duplicate", "rejected")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -58,6 +62,9 @@ class Metrics:
         self._info = labels(version=version, instance=instance, colour=colour)
         self._requests: dict[tuple[str, str, str], int] = {}
         self._durations: dict[str, Histogram] = {}
+        self._payments = dict.fromkeys(PAYMENT_OUTCOMES, 0)
+        self._webhooks = dict.fromkeys(WEBHOOK_OUTCOMES, 0)
+        self._refunds = 0
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count a finished request and its duration; route is a template, never a raw path."""
@@ -66,6 +73,21 @@ class Metrics:
             key = (method, route, str(status))
             self._requests[key] = self._requests.get(key, 0) + 1
             self._durations.setdefault(route, Histogram()).observe(seconds)
+
+    def count_payment(self, outcome: str) -> None:
+        """Count one payment attempt by its outcome (one of PAYMENT_OUTCOMES)."""
+        with self._lock:
+            self._payments[outcome] += 1
+
+    def count_refund(self) -> None:
+        """Count one refund created at Stripe."""
+        with self._lock:
+            self._refunds += 1
+
+    def count_webhook(self, outcome: str) -> None:
+        """Count one webhook delivery by its outcome (one of WEBHOOK_OUTCOMES)."""
+        with self._lock:
+            self._webhooks[outcome] += 1
 
     def render(self) -> str:
         """The whole registry in the Prometheus text format."""
@@ -85,10 +107,14 @@ class Metrics:
         return lines
 
     def _business_lines(self) -> list[str]:
-        # No payment endpoint exists yet: the series are declared at zero so queries find data.
+        # Every series exists from the start (at zero), so a rate over a fresh instance finds data.
         lines = ["# HELP payments_total Payments by outcome.", "# TYPE payments_total counter"]
-        lines += [f"payments_total{labels(outcome=outcome)} 0" for outcome in PAYMENT_OUTCOMES]
-        lines += ["# HELP refunds_total Refunds issued.", "# TYPE refunds_total counter", "refunds_total 0",
-                  "# HELP service_info Release and instance of this process.", "# TYPE service_info gauge",
+        lines += [f"payments_total{labels(outcome=outcome)} {count}" for outcome, count in self._payments.items()]
+        lines += ["# HELP refunds_total Refunds issued.", "# TYPE refunds_total counter", f"refunds_total {self._refunds}",
+                  "# HELP stripe_webhook_events_total Stripe webhook deliveries by outcome.",
+                  "# TYPE stripe_webhook_events_total counter"]
+        lines += [f"stripe_webhook_events_total{labels(outcome=outcome)} {count}"
+                  for outcome, count in self._webhooks.items()]
+        lines += ["# HELP service_info Release and instance of this process.", "# TYPE service_info gauge",
                   f"service_info{self._info} 1"]
         return lines

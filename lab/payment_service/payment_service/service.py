@@ -11,6 +11,8 @@ from .config import Settings
 from .database import Database
 from .manifest import Manifest
 from .metrics import Metrics
+from .ratelimit import RateLimiter
+from .stripe_gateway import StripeGateway
 
 
 @dataclass(frozen=True)
@@ -23,4 +25,6 @@ class Service:
     cache: redis.Redis
     metrics: Metrics
     logger: logging.Logger
+    stripe: StripeGateway
+    limiter: RateLimiter
     last_checks: dict[str, str] = field(default_factory=dict)  # readiness results, to log only changes

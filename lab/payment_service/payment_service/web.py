@@ -75,10 +75,15 @@ class Request:
         """The request body decoded as JSON, or an HTTPError."""
         if self.header("Content-Type").split(";", maxsplit=1)[0].strip().lower() != JSON_TYPE:
             raise HTTPError(415, "unsupported_media_type", "Content-Type must be application/json")
-        raw = self.environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
-        if len(raw) > MAX_BODY_BYTES:
-            raise HTTPError(413, "payload_too_large", f"request body is limited to {MAX_BODY_BYTES} bytes")
+        raw = self.body(MAX_BODY_BYTES)
         try:
             return json.loads(raw)
         except ValueError:
             raise HTTPError(400, "invalid_json", "request body is not valid JSON") from None
+
+    def body(self, limit: int) -> bytes:
+        """The raw request body, or 413 when it is longer than limit bytes."""
+        raw: bytes = self.environ["wsgi.input"].read(limit + 1)
+        if len(raw) > limit:
+            raise HTTPError(413, "payload_too_large", f"request body is limited to {limit} bytes")
+        return raw

@@ -1,0 +1,3 @@
+DROP TABLE refunds;
+DROP TABLE payments;
+DROP TABLE stripe_events;

@@ -1,0 +1,158 @@
+"""The Stripe API through the official SDK: the calls the service makes and a cached reachability check."""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator
+
+import stripe
+
+from .config import Settings
+
+if TYPE_CHECKING:
+    from stripe.params import PaymentIntentCreateParams, RefundCreateParams
+
+MAX_NETWORK_RETRIES = 2
+# (connect, read) seconds per attempt. Every write carries an idempotency key, so the SDK's retries after a
+# timeout are safe: Stripe replays the first result instead of charging twice.
+REQUEST_TIMEOUT_S = (3.05, 20.0)
+# Readiness: one cheap authenticated call, short timeout, no retry, the result reused for a few seconds so
+# that load balancer health checks (every 500 ms per balancer) do not turn into a stream of Stripe calls.
+CHECK_TIMEOUT_S = 2.0
+CHECK_TTL_S = 5.0
+
+
+class StripeNotConfigured(Exception):
+    """STRIPE_SECRET_KEY is not set: nothing can be sent to Stripe."""
+
+
+class StripeUnavailable(Exception):
+    """Stripe could not be reached or could not serve the request after the SDK's retries (the client gets a 503).
+
+    Connection failures, timeouts, Stripe's 5xx and 429, and a key Stripe refuses (401/403): nothing the client
+    could change in its request. Declines and refused parameters stay the SDK's own exceptions.
+    """
+
+
+@contextmanager
+def _calling_stripe() -> Iterator[None]:
+    """Turn the SDK's 'cannot serve' errors into StripeUnavailable; other errors pass unchanged."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        if isinstance(exc, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError,
+                            stripe.AuthenticationError, stripe.PermissionError)):
+            raise StripeUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+@dataclass(frozen=True)
+class InvoiceRequest:
+    """What an invoice is made of: one line for one stored customer."""
+
+    customer_id: str
+    email: str
+    name: str
+    amount: int
+    currency: str
+    description: str
+
+
+def _client(settings: Settings, retries: int, timeout: float | tuple[float, float]) -> stripe.StripeClient:
+    return stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base},
+                               max_network_retries=retries, http_client=stripe.RequestsClient(timeout=timeout))
+
+
+class StripeGateway:
+    """One SDK client per process (thread-safe: the SDK keeps one HTTP session per thread)."""
+
+    def __init__(self, settings: Settings) -> None:
+        configured = bool(settings.stripe_secret_key)
+        self._client = _client(settings, MAX_NETWORK_RETRIES, REQUEST_TIMEOUT_S) if configured else None
+        self._check_client = _client(settings, 0, CHECK_TIMEOUT_S) if configured else None
+        self._check_lock = threading.Lock()
+        self._checked_at: float | None = None
+        self._check_result: tuple[str, str] = ("error: StripeNotConfigured", "STRIPE_SECRET_KEY is not set")
+
+    @property
+    def configured(self) -> bool:
+        """True when a secret key is set."""
+        return self._client is not None
+
+    def api(self) -> stripe.StripeClient:
+        """The SDK client, or StripeNotConfigured."""
+        if self._client is None:
+            raise StripeNotConfigured("STRIPE_SECRET_KEY is not set")
+        return self._client
+
+    def create_payment_intent(self, *, amount: int, currency: str, payment_method: str, metadata: dict[str, str],
+                              description: str | None, idempotency_key: str) -> stripe.PaymentIntent:
+        """Create and confirm a card PaymentIntent; raises stripe.CardError when the card is declined."""
+        params: PaymentIntentCreateParams = {
+            "amount": amount, "currency": currency, "payment_method": payment_method, "confirm": True,
+            "payment_method_types": ["card"], "metadata": metadata}
+        if description:
+            params["description"] = description
+        with _calling_stripe():
+            return self.api().v1.payment_intents.create(params, {"idempotency_key": idempotency_key})
+
+    def create_refund(self, *, payment_intent: str, amount: int | None, metadata: dict[str, str],
+                      idempotency_key: str) -> stripe.Refund:
+        """Refund (part of) a PaymentIntent; without an amount Stripe refunds what remains."""
+        params: RefundCreateParams = {"payment_intent": payment_intent, "metadata": metadata}
+        if amount is not None:
+            params["amount"] = amount
+        with _calling_stripe():
+            return self.api().v1.refunds.create(params, {"idempotency_key": idempotency_key})
+
+    def create_invoice(self, order: InvoiceRequest, idempotency_key: str | None) -> stripe.Invoice:
+        """A Stripe customer, one invoice item, an invoice that includes it, finalized."""
+        with _calling_stripe():
+            return self._invoice_steps(self.api(), order, idempotency_key)
+
+    @staticmethod
+    def _invoice_steps(api: stripe.StripeClient, order: InvoiceRequest, idempotency_key: str | None) -> stripe.Invoice:
+        """The four calls; with a key, each uses '<key>:<step>' so a retry reuses what an earlier attempt made."""
+
+        def options(step: str) -> stripe.RequestOptions:
+            return {"idempotency_key": f"{idempotency_key}:{step}"} if idempotency_key else {}
+
+        metadata = {"customer_id": order.customer_id}
+        customer = api.v1.customers.create({"email": order.email, "name": order.name, "metadata": metadata},
+                                           options("customer"))
+        api.v1.invoice_items.create({"customer": customer.id, "amount": order.amount, "currency": order.currency,
+                                     "description": order.description, "metadata": metadata}, options("item"))
+        invoice = api.v1.invoices.create({"customer": customer.id, "collection_method": "send_invoice",
+                                          "days_until_due": 30, "pending_invoice_items_behavior": "include",
+                                          "auto_advance": False, "metadata": metadata}, options("invoice"))
+        return api.v1.invoices.finalize_invoice(str(invoice.id), {"auto_advance": False}, options("finalize"))
+
+    def check(self) -> tuple[str, str]:
+        """('ok', '') or ('error: <class>', detail) of an authenticated GET /v1/balance, at most one call per CHECK_TTL_S.
+
+        While one thread refreshes the result the others answer with the previous one instead of waiting.
+        """
+        if self._check_client is None:
+            return self._check_result
+        if not self._fresh() and self._check_lock.acquire(blocking=self._checked_at is None):
+            try:
+                if not self._fresh():
+                    self._check_result = self._call_balance(self._check_client)
+                    self._checked_at = time.monotonic()
+            finally:
+                self._check_lock.release()
+        return self._check_result
+
+    def _fresh(self) -> bool:
+        return self._checked_at is not None and time.monotonic() - self._checked_at < CHECK_TTL_S
+
+    @staticmethod
+    def _call_balance(client: stripe.StripeClient) -> tuple[str, str]:
+        try:
+            client.v1.balance.retrieve()
+        except Exception as exc:  # any failure means Stripe cannot serve this instance
+            return f"error: {type(exc).__name__}", str(exc)
+        return "ok", ""
