@@ -298,8 +298,8 @@ def test_a_concurrent_index_in_a_transactional_change_says_how_to_fix_the_plan(r
     assert registry_names(cluster, database) == SERVICE_CHANGES[:2]
 
 
-def test_an_older_release_runs_on_a_newer_expand_only_schema(runner: ModuleRunner, cluster: Cluster, database: str,
-                                                            work_dir: Path) -> None:
+def test_an_older_release_runs_on_a_newer_expand_only_schema(
+        runner: ModuleRunner, cluster: Cluster, database: str, work_dir: Path) -> None:
     older = service_plan(work_dir / "older", upto="0002_payments_and_events")
     assert runner.run(SERVICE_PLAN)["rc"] == 0  # the newer release migrated to 0004 (all expand)
     refused = runner.run(older)
@@ -311,8 +311,8 @@ def test_an_older_release_runs_on_a_newer_expand_only_schema(runner: ModuleRunne
     assert registry_names(cluster, database) == SERVICE_CHANGES
 
 
-def test_an_older_release_is_refused_on_a_schema_with_a_newer_contract_change(runner: ModuleRunner, database: str,
-                                                                             work_dir: Path) -> None:
+def test_an_older_release_is_refused_on_a_schema_with_a_newer_contract_change(
+        runner: ModuleRunner, database: str, work_dir: Path) -> None:
     newer = service_plan(work_dir / "newer")
     append_fixture(newer, "contract_drop_description")
     assert runner.run(newer)["rc"] == 0
