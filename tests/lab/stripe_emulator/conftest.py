@@ -23,7 +23,8 @@ import stripe
 
 REPO = Path(__file__).resolve().parents[3]
 LAB = REPO / "lab"
-FIXTURES = Path(os.environ.get("STRIPE_FIXTURES", REPO.parent / "shared" / "stripe-openapi" / "fixtures3.json"))
+# Stripe's published fixtures (github.com/stripe/openapi, MIT: see stripe_openapi/LICENSE), kept beside the tests.
+FIXTURES = Path(os.environ.get("STRIPE_FIXTURES", Path(__file__).resolve().parent / "stripe_openapi" / "fixtures3.json"))
 ACCOUNT = "acct_1LabEmulator00001"
 TEST_KEY = "sk_test_51LabEmulatorTestKey0000abcd"
 LIVE_KEY = "sk_live_51LabEmulatorLiveKey0000wxyz"
