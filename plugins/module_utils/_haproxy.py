@@ -13,8 +13,9 @@ import csv
 import os
 import re
 import socket
-import tempfile
 import typing as t
+
+from ansible_collections.payments.deploy.plugins.module_utils._files import write_text_atomic  # noqa: F401 (re-exported)
 
 # Colours and map keys go into runtime API commands verbatim: keep them to one safe word.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -194,40 +195,6 @@ def read_map_file(path: str) -> str | None:
             return handle.read()
     except FileNotFoundError:
         return None
-
-
-def write_text_atomic(path: str, text: str, default_mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text`` atomically: temp file in the same directory, fsync, rename.
-
-    Keeps the mode and owner of the file it replaces; readers see the old or the new file, never a mix.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        current = os.stat(path)
-        mode, owner = current.st_mode & 0o7777, (current.st_uid, current.st_gid)
-    except FileNotFoundError:
-        mode, owner = default_mode, None
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            if owner is not None and (os.geteuid() == 0 or owner[0] == os.geteuid()):
-                os.fchown(handle.fileno(), *owner)
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def write_map_file(path: str, entries: t.Mapping[str, str]) -> None:

@@ -204,11 +204,11 @@ elapsed:
 """
 
 import os
-import tempfile
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.payments.deploy.plugins.module_utils._files import write_text_atomic
 from ansible_collections.payments.deploy.plugins.module_utils._stripe import (
     CONNECT_KEY,
     MARKER_KEY,
@@ -267,30 +267,6 @@ def validate(params: t.Mapping[str, t.Any]) -> list[str]:
         elif not os.access(directory, os.W_OK | os.X_OK):
             problems.append(f"the directory of secret_file {secret_file} is not writable: {directory}")
     return problems
-
-
-def write_secret_file(path: str, secret: str) -> None:
-    """Replace ``path`` with ``secret`` atomically, mode 0600 from the start (mkstemp), fsynced."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(secret)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_path)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def mutable_view(endpoint: t.Mapping[str, t.Any] | None) -> dict[str, t.Any]:
@@ -414,7 +390,7 @@ class WebhookEndpoint:
                 self.stripe.fail(f"Stripe created webhook endpoint {endpoint['id']} but returned no signing secret; "
                                  f"{params['secret_file']} was not written", endpoint=endpoint, **self.result)
             try:
-                write_secret_file(params["secret_file"], secret)
+                write_text_atomic(params["secret_file"], secret, mode=0o600)
             except OSError as exc:
                 self.stripe.fail(f"created webhook endpoint {endpoint['id']} but could not write its signing secret to "
                                  f"{params['secret_file']} ({exc.strerror or exc}); Stripe will not show it again: fix the file "

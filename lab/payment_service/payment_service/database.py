@@ -37,6 +37,13 @@ class Database:
         """Raise unless the server answers SELECT 1."""
         self.fetch("SELECT 1")
 
+    def close(self) -> None:
+        """Close the calling thread's connection, if any (a command that ends closes it cleanly)."""
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
+
     def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
         connection = getattr(self._local, "connection", None)
         if connection is not None and not connection.closed:

@@ -18,8 +18,11 @@ REFUNDABLE = ("succeeded", "partially_refunded")
 
 _PAYMENT = ("id, stripe_payment_intent_id, customer_id, amount, currency, status, "
             "extract(epoch FROM created_at)::bigint, extract(epoch FROM updated_at)::bigint")
+# created_at is now() unless given (a row recreated from Stripe keeps the PaymentIntent's creation time).
+_CREATED = "coalesce(to_timestamp(%s::double precision), now())"
 INSERT_PAYMENT = ("INSERT INTO payments (id, stripe_payment_intent_id, customer_id, amount, currency, status, "
-                  "idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING " + _PAYMENT)
+                  f"idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, {_CREATED}) "
+                  "ON CONFLICT DO NOTHING RETURNING " + _PAYMENT)
 PAYMENT_BY = {column: f"SELECT {_PAYMENT} FROM payments WHERE {column} = %s"
               for column in ("id", "idempotency_key", "stripe_payment_intent_id")}
 ADVANCE_STATUS = ("UPDATE payments SET status = %s, updated_at = now() "
@@ -27,8 +30,8 @@ ADVANCE_STATUS = ("UPDATE payments SET status = %s, updated_at = now() "
 CUSTOMER = "SELECT email, name FROM customers WHERE id = %s"
 
 _REFUND = "id, payment_id, stripe_refund_id, amount, status, extract(epoch FROM created_at)::bigint"
-INSERT_REFUND = ("INSERT INTO refunds (id, payment_id, stripe_refund_id, amount, status) VALUES (%s, %s, %s, %s, %s) "
-                 "ON CONFLICT DO NOTHING RETURNING " + _REFUND)
+INSERT_REFUND = ("INSERT INTO refunds (id, payment_id, stripe_refund_id, amount, status, created_at) "
+                 f"VALUES (%s, %s, %s, %s, %s, {_CREATED}) ON CONFLICT DO NOTHING RETURNING " + _REFUND)
 REFUND_BY_ID = f"SELECT {_REFUND} FROM refunds WHERE id = %s"
 REFUNDED = "SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = %s AND status = ANY(%s)"
 
@@ -72,10 +75,10 @@ def _payment(rows: list[tuple[Any, ...]]) -> Payment | None:
 
 
 def insert_payment(database: Database, payment_id: str, intent_id: str, customer_id: str | None, amount: int,
-                   currency: str, status: str, idempotency_key: str) -> Payment | None:
+                   currency: str, status: str, idempotency_key: str, created: int | None = None) -> Payment | None:
     """The new row, or None when the id, the PaymentIntent or the idempotency key is already stored."""
     rows = database.fetch(INSERT_PAYMENT, (payment_id, intent_id, customer_id, amount, currency, status,
-                                           idempotency_key))
+                                           idempotency_key, created))
     return _payment(rows)
 
 
@@ -98,9 +101,9 @@ def customer(database: Database, customer_id: str) -> tuple[str, str] | None:
 
 
 def insert_refund(database: Database, refund_id: str, payment_id: str, stripe_refund_id: str, amount: int,
-                  status: str) -> Refund | None:
+                  status: str, created: int | None = None) -> Refund | None:
     """The new row, or None when this refund is already stored."""
-    rows = database.fetch(INSERT_REFUND, (refund_id, payment_id, stripe_refund_id, amount, status))
+    rows = database.fetch(INSERT_REFUND, (refund_id, payment_id, stripe_refund_id, amount, status, created))
     return Refund(*rows[0]) if rows else None
 
 
