@@ -22,6 +22,7 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DEFAULT_VERSIONS = ("1.0.0", "1.1.0")
 STRIPE_ACCOUNT = "acct_1PaymentsLab0001"
 DATABASES = ("payments", "payments_staging")
+BACKUP_BUCKET = "payments-backups"
 
 
 def state_dir() -> Path:
@@ -138,6 +139,16 @@ def create_databases(state: Path, topo: dict, creds: dict) -> None:
     for database in DATABASES:
         if not query(f"SELECT 1 FROM pg_database WHERE datname = '{database}'"):
             query(f"CREATE DATABASE {database} OWNER payments")
+
+
+def create_bucket(topo: dict) -> None:
+    """The backup bucket on the lab's S3 server (idempotent)."""
+    import boto3  # pylint: disable=import-outside-toplevel
+
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{topo['ports']['s3']}", region_name="us-east-1",
+                      aws_access_key_id="lab", aws_secret_access_key="lab-secret")
+    if BACKUP_BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=BACKUP_BUCKET)
 
 
 def supervisor_base(root: Path, name: str, foreground: bool) -> str:
@@ -331,6 +342,7 @@ def cmd_up(_args: argparse.Namespace) -> int:
     for host in topo["apps"]:
         wait_for(f"supervisor of {host}", lambda h=host: (state / "hosts" / h / "run" / "supervisor.sock").exists())
     create_databases(state, topo, creds)
+    create_bucket(topo)
     print(f"lab is up: state in {state}")
     return cmd_status(argparse.Namespace(json=False))
 

@@ -10,7 +10,6 @@ Only the Python standard library is used, so this runs on any managed host.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import socket
 import typing as t

@@ -57,3 +57,12 @@ def stripe_intents(lab: dict, ids: list[str]) -> list:
 
     client = stripe.StripeClient(lab["secrets"]["stripe_live_key"], base_addresses={"api": lab["stripe_api"]})
     return [client.v1.payment_intents.retrieve(i, {"expand": ["latest_charge"]}) for i in ids]
+
+
+def query(lab: dict, sql: str, database: str = "payments") -> list[tuple]:
+    """Rows of a query on the lab's database, with the service's credentials."""
+    import psycopg  # pylint: disable=import-outside-toplevel
+
+    dsn = lab["postgres_dsn"].rsplit("/", 1)[0] + "/" + database
+    with psycopg.connect(dsn, password=lab["secrets"]["postgres_password"], connect_timeout=5) as conn:
+        return conn.execute(sql).fetchall()

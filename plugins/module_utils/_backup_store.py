@@ -1,0 +1,442 @@
+# Copyright (c) Payments Platform Team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Where encrypted backups are kept: a local directory or an S3 bucket, as ``<id>.dump.zst.enc`` + ``<id>.manifest.json``.
+
+Private to the payments.deploy collection: the interface may change without notice.
+
+An object appears under its final name only once it is complete (local: temporary name then rename; S3: multipart
+upload completed at the end, aborted on failure). The manifest is written last and deleted first: an object without a
+manifest is never taken for a backup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import tempfile
+import threading
+import traceback
+import typing as t
+
+from ansible.module_utils.basic import env_fallback
+
+try:
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+except ImportError:
+    HAS_BOTO3 = False
+    BOTO3_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    HAS_BOTO3 = True
+    BOTO3_IMPORT_ERROR = None
+
+OBJECT_SUFFIX = ".dump.zst.enc"
+MANIFEST_SUFFIX = ".manifest.json"
+READ_SIZE = 1 << 20
+S3_MIN_PART = 5 << 20
+
+
+def object_name(backup_id: str) -> str:
+    return backup_id + OBJECT_SUFFIX
+
+
+def manifest_name(backup_id: str) -> str:
+    return backup_id + MANIFEST_SUFFIX
+
+
+def s3_argument_spec() -> dict[str, dict[str, t.Any]]:
+    """S3 options (documented in the payments.deploy.s3 fragment)."""
+    return {
+        "s3_bucket": {"type": "str"},
+        "s3_prefix": {"type": "str", "default": ""},
+        "s3_endpoint_url": {"type": "str"},
+        "s3_region": {"type": "str"},
+        "aws_access_key_id": {"type": "str", "no_log": True, "fallback": (env_fallback, ["AWS_ACCESS_KEY_ID"])},
+        "aws_secret_access_key": {"type": "str", "no_log": True, "fallback": (env_fallback, ["AWS_SECRET_ACCESS_KEY"])},
+        "aws_session_token": {"type": "str", "no_log": True, "fallback": (env_fallback, ["AWS_SESSION_TOKEN"])},
+        "s3_sse": {"type": "str", "default": "AES256", "choices": ["AES256", "aws:kms", "none"]},
+        "s3_sse_kms_key_id": {"type": "str", "no_log": False},
+        "s3_part_size_mb": {"type": "int", "default": 16},
+    }
+
+
+class StoreError(Exception):
+    """Reading or writing a destination failed."""
+
+
+class Upload:
+    """A file being written: ``write`` pieces, then ``commit`` (it appears complete) or ``abort`` (nothing remains)."""
+
+    location = ""
+    parts = 0
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class Store:
+    """A destination of backups."""
+
+    kind = ""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def location(self, name: str) -> str:
+        raise NotImplementedError
+
+    def check(self, create: bool) -> None:
+        """Fail early when the destination cannot be used (create a missing local directory when ``create``)."""
+        raise NotImplementedError
+
+    def upload(self, name: str) -> Upload:
+        raise NotImplementedError
+
+    def put_text(self, name: str, text: str) -> None:
+        raise NotImplementedError
+
+    def read(self, name: str) -> t.Iterator[bytes]:
+        raise NotImplementedError
+
+    def exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def manifest_names(self, database: str) -> list[str]:
+        """Names of the manifests that may belong to ``database`` (filter by their ``database`` field)."""
+        raise NotImplementedError
+
+    def read_text(self, name: str) -> str:
+        return b"".join(self.read(name)).decode("utf-8")
+
+    def manifests(self, database: str) -> list[dict[str, t.Any]]:
+        """Manifests of ``database`` here, newest first; unreadable ones are skipped."""
+        found = []
+        for name in self.manifest_names(database):
+            try:
+                manifest = json.loads(self.read_text(name))
+            except (StoreError, ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(manifest, dict) and manifest.get("database") == database and manifest.get("backup_id"):
+                found.append(manifest)
+        return sorted(found, key=lambda m: (str(m.get("created_at", "")), str(m["backup_id"])), reverse=True)
+
+
+# --- local directory -----------------------------------------------------------------------------------
+
+
+class LocalUpload(Upload):
+    def __init__(self, directory: str, name: str) -> None:
+        self.final = os.path.join(directory, name)
+        self.location = self.final
+        fd, self.temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".partial", dir=directory)
+        self._file = os.fdopen(fd, "wb")
+        self._done = False
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise StoreError(f"writing {self.temp} failed: {exc}") from None
+
+    def commit(self) -> None:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.rename(self.temp, self.final)
+            _fsync_dir(os.path.dirname(self.final))
+        except OSError as exc:
+            self.abort()
+            raise StoreError(f"storing {self.final} failed: {exc}") from None
+        self._done = True
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if not self._file.closed:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        try:
+            os.unlink(self.temp)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalStore(Store):
+    kind = "local"
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def describe(self) -> str:
+        return self.directory
+
+    def location(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def check(self, create: bool) -> None:
+        if not os.path.isdir(self.directory):
+            if os.path.exists(self.directory):
+                raise StoreError(f"dest_dir {self.directory} exists but is not a directory")
+            if not create:
+                return
+            try:
+                os.makedirs(self.directory, mode=0o700)
+            except OSError as exc:
+                raise StoreError(f"cannot create dest_dir {self.directory}: {exc}") from None
+        if os.path.isdir(self.directory) and not os.access(self.directory, os.W_OK | os.X_OK):
+            raise StoreError(f"dest_dir {self.directory} is not writable")
+
+    def upload(self, name: str) -> Upload:
+        try:
+            return LocalUpload(self.directory, name)
+        except OSError as exc:
+            raise StoreError(f"cannot create a file in {self.directory}: {exc}") from None
+
+    def put_text(self, name: str, text: str) -> None:
+        upload = self.upload(name)
+        try:
+            upload.write(text.encode("utf-8"))
+            upload.commit()
+        finally:
+            upload.abort()
+
+    def read(self, name: str) -> t.Iterator[bytes]:
+        path = self.location(name)
+        try:
+            with open(path, "rb") as handle:
+                while block := handle.read(READ_SIZE):
+                    yield block
+        except OSError as exc:
+            raise StoreError(f"reading {path} failed: {exc}") from None
+
+    def exists(self, name: str) -> bool:
+        return os.path.isfile(self.location(name))
+
+    def delete(self, name: str) -> None:
+        try:
+            os.unlink(self.location(name))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"deleting {self.location(name)} failed: {exc}") from None
+
+    def manifest_names(self, database: str) -> list[str]:
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StoreError(f"listing {self.directory} failed: {exc}") from None
+        return sorted(n for n in names if n.startswith(database + "-") and n.endswith(MANIFEST_SUFFIX))
+
+
+# --- S3 ------------------------------------------------------------------------------------------------
+
+
+class S3Store(Store):
+    kind = "s3"
+
+    def __init__(self, params: t.Mapping[str, t.Any]) -> None:
+        self.bucket: str = params["s3_bucket"]
+        self.prefix: str = (params.get("s3_prefix") or "").strip("/")
+        self.endpoint_url: str | None = params.get("s3_endpoint_url")
+        sse = params.get("s3_sse") or "AES256"
+        self.sse: dict[str, str] = {}
+        if sse != "none":
+            self.sse["ServerSideEncryption"] = sse
+            if sse == "aws:kms" and params.get("s3_sse_kms_key_id"):
+                self.sse["SSEKMSKeyId"] = params["s3_sse_kms_key_id"]
+        self.part_size = max(S3_MIN_PART, int(params.get("s3_part_size_mb") or 16) << 20)
+        config = botocore.config.Config(connect_timeout=5, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"})
+        self.client = boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint_url, region_name=params.get("s3_region"), config=config,
+            aws_access_key_id=params.get("aws_access_key_id"), aws_secret_access_key=params.get("aws_secret_access_key"),
+            aws_session_token=params.get("aws_session_token"))
+        self.endpoint = self.client.meta.endpoint_url
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def location(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self.key(name)}"
+
+    def error(self, action: str, exc: Exception) -> StoreError:
+        """A StoreError that says whether the endpoint was unreachable, the bucket missing or access denied."""
+        if isinstance(exc, (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                            botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError)):
+            return StoreError(f"S3 endpoint {self.endpoint} unreachable: {exc}")
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchBucket", "404") and action.startswith("checking bucket"):
+                return StoreError(f"S3 bucket {self.bucket} does not exist at {self.endpoint}")
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return StoreError(f"S3 access denied while {action} (bucket {self.bucket} at {self.endpoint}): {code}")
+        return StoreError(f"S3 error while {action} (bucket {self.bucket} at {self.endpoint}): {exc}")
+
+    def check(self, create: bool) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.error(f"checking bucket {self.bucket}", exc) from None
+
+    def upload(self, name: str) -> Upload:
+        return S3Upload(self, name)
+
+    def put_text(self, name: str, text: str) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=text.encode("utf-8"),
+                                   ContentType="application/json", **self.sse)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.error(f"writing {self.location(name)}", exc) from None
+
+    def read(self, name: str) -> t.Iterator[bytes]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"]
+            try:
+                yield from body.iter_chunks(READ_SIZE)
+            finally:
+                body.close()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.error(f"reading {self.location(name)}", exc) from None
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.key(name))
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self.error(f"checking {self.location(name)}", exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self.error(f"checking {self.location(name)}", exc) from None
+        return True
+
+    def delete(self, name: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.error(f"deleting {self.location(name)}", exc) from None
+
+    def manifest_names(self, database: str) -> list[str]:
+        start = self.key(database + "-")
+        names = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(self.key("")):]
+                    if name.endswith(MANIFEST_SUFFIX) and "/" not in name:
+                        names.append(name)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self.error(f"listing {self.describe()}", exc) from None
+        return sorted(names)
+
+
+class S3Upload(Upload):
+    """A multipart upload streamed in parts of ``part_size``; one thread uploads while the next part fills."""
+
+    def __init__(self, store: S3Store, name: str) -> None:
+        self.store = store
+        self.key = store.key(name)
+        self.location = store.location(name)
+        self._buffer = bytearray()
+        self._parts: list[dict[str, t.Any]] = []
+        self._numbers = 0
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=2)
+        self._error: StoreError | None = None
+        self._done = False
+        try:
+            self.upload_id = store.client.create_multipart_upload(Bucket=store.bucket, Key=self.key,
+                                                                  ContentType="application/octet-stream", **store.sse)["UploadId"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise store.error(f"starting the upload of {self.location}", exc) from None
+        self._thread = threading.Thread(target=self._uploader, name="s3-upload", daemon=True)
+        self._thread.start()
+
+    def _uploader(self) -> None:
+        while (item := self._queue.get()) is not None:
+            number, body = item
+            if self._error is not None:
+                continue  # drain: the writer sees the error on its next call
+            try:
+                answer = self.store.client.upload_part(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
+                                                       PartNumber=number, Body=body)
+                self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+                self.parts = len(self._parts)
+            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                self._error = self.store.error(f"uploading part {number} of {self.location}", exc)
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def write(self, data: bytes) -> None:
+        self._raise()
+        self._buffer += data
+        while len(self._buffer) >= self.store.part_size:
+            self._send(bytes(self._buffer[:self.store.part_size]))
+            del self._buffer[:self.store.part_size]
+            self._raise()
+
+    def _send(self, body: bytes) -> None:
+        self._numbers += 1
+        self._queue.put((self._numbers, body))
+
+    def _drain(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def commit(self) -> None:
+        self._raise()
+        if self._buffer or not self._numbers:
+            self._send(bytes(self._buffer))
+            self._buffer = bytearray()
+        self._drain()
+        if self._error is not None:
+            self.abort()
+            raise self._error
+        try:
+            parts = sorted(self._parts, key=lambda p: p["PartNumber"])
+            self.store.client.complete_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
+                                                        MultipartUpload={"Parts": parts})
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            self.abort()
+            raise self.store.error(f"completing the upload of {self.location}", exc) from None
+        self._done = True
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self._thread.is_alive():
+            self._error = self._error or StoreError("aborted")
+            self._drain()
+        try:
+            self.store.client.abort_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            pass  # S3 lifecycle rules remove abandoned uploads; nothing exists at the final key either way

@@ -1,0 +1,427 @@
+# Copyright (c) Payments Platform Team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""PostgreSQL connections (psycopg and the libpq environment of client programs) and client programs run as pipelines.
+
+Private to the payments.deploy collection: the interface may change without notice.
+The password reaches child processes only through ``PGPASSWORD`` in their environment, never their argv.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import os
+import queue
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import traceback
+import typing as t
+
+try:
+    import psycopg
+except ImportError:
+    HAS_PSYCOPG = False
+    PSYCOPG_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    HAS_PSYCOPG = True
+    PSYCOPG_IMPORT_ERROR = None
+
+PG_LIB_DIR = "/usr/lib/postgresql"
+MASK = "********"
+# Linux lets a pipe hold this much when asked (F_SETPIPE_SZ); the default 64 KiB stalls the producer too often.
+PIPE_SIZE = 1 << 20
+_F_SETPIPE_SZ = 1031
+
+
+def postgres_argument_spec() -> dict[str, dict[str, t.Any]]:
+    """Connection options (documented in the payments.deploy.postgres fragment)."""
+    return {
+        "login_host": {"type": "str", "default": "localhost"},
+        "login_port": {"type": "int", "default": 5432},
+        "login_user": {"type": "str", "default": "postgres"},
+        "login_password": {"type": "str", "no_log": True},
+        "db": {"type": "str", "required": True},
+        "ssl_mode": {"type": "str", "default": "prefer",
+                     "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]},
+        "ca_cert": {"type": "path"},
+        "connect_timeout": {"type": "int", "default": 10},
+        "pg_bin_dir": {"type": "path"},
+    }
+
+
+class PostgresError(Exception):
+    """A query or a client program failed; the message never holds the password."""
+
+
+class Connection:
+    """Where and how to connect, for psycopg and for the libpq environment of client programs."""
+
+    def __init__(self, params: t.Mapping[str, t.Any]) -> None:
+        self.host: str = params["login_host"]
+        self.port: int = params["login_port"]
+        self.user: str = params["login_user"]
+        self.password: str | None = params.get("login_password") or None
+        self.ssl_mode: str = params["ssl_mode"]
+        self.ca_cert: str | None = params.get("ca_cert")
+        self.connect_timeout: int = params["connect_timeout"]
+
+    def env(self) -> dict[str, str]:
+        """libpq variables for client programs (``PGPASSWORD`` only when a password is set)."""
+        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGSSLMODE": self.ssl_mode,
+               "PGCONNECT_TIMEOUT": str(self.connect_timeout), "PGAPPNAME": "payments.deploy"}
+        if self.ca_cert:
+            env["PGSSLROOTCERT"] = self.ca_cert
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        return env
+
+    def child_env(self) -> dict[str, str]:
+        """The environment of a client program: ours with the connection's libpq variables set."""
+        env = dict(os.environ)
+        env.update(self.env())
+        return env
+
+    def describe(self) -> dict[str, t.Any]:
+        """The non-secret connection settings, for results."""
+        return {"host": self.host, "port": self.port, "user": self.user, "ssl_mode": self.ssl_mode, "ca_cert": self.ca_cert}
+
+    def scrub(self, text: str) -> str:
+        return text.replace(self.password, MASK) if self.password else text
+
+    def connect(self, dbname: str, autocommit: bool = True) -> t.Any:
+        kwargs: dict[str, t.Any] = {"host": self.host, "port": self.port, "user": self.user, "dbname": dbname,
+                                    "sslmode": self.ssl_mode, "connect_timeout": self.connect_timeout,
+                                    "application_name": "payments.deploy"}
+        if self.ca_cert:
+            kwargs["sslrootcert"] = self.ca_cert
+        if self.password:
+            kwargs["password"] = self.password
+        try:
+            return psycopg.connect(autocommit=autocommit, **kwargs)
+        except psycopg.Error as exc:
+            raise PostgresError(f"cannot connect to database {dbname!r} on {self.host}:{self.port} as {self.user}: "
+                                f"{self.scrub(str(exc)).strip()}") from None
+
+
+class Session:
+    """A psycopg connection that records the SQL it runs (for the module's ``queries`` result) and scrubs its errors."""
+
+    def __init__(self, conn: Connection, dbname: str, queries: list[str], autocommit: bool = True) -> None:
+        self.dbname = dbname
+        self.queries = queries
+        self._scrub = conn.scrub
+        self.raw = conn.connect(dbname, autocommit)
+
+    def execute(self, sql: str, params: tuple[t.Any, ...] | None = None, record: bool = True) -> t.Any:
+        if record:
+            self.queries.append(sql if params is None else f"{sql} -- {list(params)!r}")
+        try:
+            return self.raw.execute(sql, params)
+        except psycopg.Error as exc:
+            raise PostgresError(f"{sql!r} in database {self.dbname!r} failed: {self._scrub(str(exc)).strip()}") from None
+
+    def value(self, sql: str, params: tuple[t.Any, ...] | None = None, record: bool = True) -> t.Any:
+        row = self.execute(sql, params, record).fetchone()
+        return None if row is None else row[0]
+
+    def cancel(self) -> None:
+        """Cancel the query running in this session (from another thread); best effort."""
+        try:
+            self.raw.cancel_safe(timeout=5)
+        except (psycopg.Error, OSError):
+            pass
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        except psycopg.Error:
+            pass
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def server_version(session: Session) -> tuple[int, str]:
+    """``(server_version_num, server_version)``, e.g. ``(150018, '15.18')``."""
+    return int(session.value("SHOW server_version_num")), str(session.value("SHOW server_version")).split()[0]
+
+
+def major_of(version_num: int) -> int:
+    """150018 -> 15; before PostgreSQL 10 the major had two parts (90624 -> 9, for 9.6), which this does not tell apart."""
+    return version_num // 10000
+
+
+def client_version(program: str) -> tuple[int, str]:
+    """``(major, version)`` of a client program from ``--version``, e.g. ``(15, '15.18')``."""
+    proc = subprocess.run([program, "--version"], capture_output=True, text=True, check=False, timeout=30)  # pylint: disable=ansible-bad-function
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", proc.stdout)
+    if proc.returncode != 0 or not match:
+        raise PostgresError(f"cannot tell the version of {program}: {(proc.stdout + proc.stderr).strip()!r}")
+    return int(match.group(1)), match.group(0).split()[-1]
+
+
+def find_client(name: str, pg_bin_dir: str | None, server_major: int) -> str:
+    """The client program ``name``: from ``pg_bin_dir`` when set, else the newest packaged one that is not older than the
+    server, else the first on PATH."""
+    if pg_bin_dir:
+        path = os.path.join(pg_bin_dir, name)
+        if not os.access(path, os.X_OK):
+            raise PostgresError(f"{name} not found or not executable in pg_bin_dir {pg_bin_dir}")
+        return path
+    packaged = []
+    for path in glob.glob(os.path.join(PG_LIB_DIR, "*", "bin", name)):
+        major = os.path.basename(os.path.dirname(os.path.dirname(path)))
+        if major.isdigit() and int(major) >= server_major and os.access(path, os.X_OK):
+            packaged.append((int(major) != server_major, int(major), path))  # the server's own major first
+    if packaged:
+        return sorted(packaged)[0][2]
+    found = shutil.which(name)
+    if not found:
+        raise PostgresError(f"{name} not found in {PG_LIB_DIR}/<major>/bin nor on PATH: install the PostgreSQL "
+                            f"{server_major} client programs or set pg_bin_dir")
+    return found
+
+
+def require_client(program: str, server_major: int, what: str) -> str:
+    """Version of ``program``; fails when its major is older than ``server_major``."""
+    major, version = client_version(program)
+    if major < server_major:
+        raise PostgresError(f"{program} is version {version}, older than {what} (major {server_major}): "
+                            f"install the PostgreSQL {server_major} client programs or set pg_bin_dir")
+    return version
+
+
+def table_row_counts(session: Session) -> dict[str, int]:
+    """Exact row counts of the user tables pg_dump dumps data for (not partitioned parents, not extension members)."""
+    tables = session.execute(
+        """SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind = 'r' AND c.relpersistence = 'p'
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+           ORDER BY 1, 2""").fetchall()
+    counts = {}
+    for schema, table in tables:
+        counts[f"{schema}.{table}"] = int(session.value(f"SELECT count(*) FROM {quote_ident(schema)}.{quote_ident(table)}", record=False))
+    session.queries.append(f"SELECT count(*) FROM each of the {len(counts)} tables above")
+    return counts
+
+
+def compare_row_counts(expected: t.Mapping[str, int], actual: t.Mapping[str, int]) -> list[str]:
+    """Differences between two sets of row counts, one sentence each; empty when they agree."""
+    problems = []
+    for table in sorted(set(expected) | set(actual)):
+        if table not in actual:
+            problems.append(f"table {table} is missing")
+        elif table not in expected:
+            problems.append(f"table {table} was not in the backup")
+        elif int(expected[table]) != actual[table]:
+            problems.append(f"table {table} has {actual[table]} rows instead of {expected[table]}")
+    return problems
+
+
+def database_info(session: Session, name: str) -> dict[str, t.Any] | None:
+    """Owner, encoding, locale and connection settings of database ``name``; None when it does not exist."""
+    provider = ", d.datlocprovider, d.daticulocale" if session.raw.info.server_version >= 150000 else ", 'c', NULL"
+    row = session.execute(f"SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, "
+                          f"d.datallowconn, d.datconnlimit{provider} FROM pg_database d WHERE d.datname = %s", (name,)).fetchone()
+    if row is None:
+        return None
+    keys = ("owner", "encoding", "collate", "ctype", "allow_connections", "connection_limit", "locale_provider", "icu_locale")
+    return dict(zip(keys, row))
+
+
+def create_database_sql(name: str, like: t.Mapping[str, t.Any], owner: str | None) -> str:
+    """CREATE DATABASE ``name`` from template0 with the encoding and locale of ``like`` (see database_info)."""
+    sql = (f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0 ENCODING {quote_literal(like['encoding'])} "
+           f"LC_COLLATE {quote_literal(like['collate'])} LC_CTYPE {quote_literal(like['ctype'])}")
+    if like.get("locale_provider") == "i":
+        sql += f" LOCALE_PROVIDER icu ICU_LOCALE {quote_literal(like['icu_locale'])}"
+    if owner:
+        sql += f" OWNER {quote_ident(owner)}"
+    return sql
+
+
+# Settings whose value is a list of separately quoted items (as pg_dumpall writes them).
+_LIST_SETTINGS = {"search_path", "temp_tablespaces", "session_preload_libraries", "local_preload_libraries"}
+
+
+def copy_database_settings_sql(session: Session, source: str, target: str) -> list[str]:
+    """GRANT/REVOKE and ALTER DATABASE SET statements giving ``target`` the privileges and settings of ``source``.
+
+    pg_restore restores neither (they belong to the database, not to its contents) unless it creates the database itself.
+    """
+    statements = []
+    name = quote_ident(target)
+    if session.value("SELECT datacl IS NOT NULL FROM pg_database WHERE datname = %s", (source,)):
+        statements.append(f"REVOKE ALL ON DATABASE {name} FROM PUBLIC")
+        grants = session.execute(
+            """SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END,
+                      a.privilege_type, a.is_grantable
+               FROM pg_database d, aclexplode(d.datacl) a WHERE d.datname = %s ORDER BY 1, 2""", (source,)).fetchall()
+        for grantee, privilege, grantable in grants:
+            statements.append(f"GRANT {privilege} ON DATABASE {name} TO {grantee}" + (" WITH GRANT OPTION" if grantable else ""))
+    settings = session.execute("""SELECT unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+                                  WHERE d.datname = %s AND s.setrole = 0""", (source,)).fetchall()
+    for (setting,) in settings:
+        key, value = setting.split("=", 1)
+        if key in _LIST_SETTINGS:
+            rendered = ", ".join(quote_literal(item.strip().strip('"')) for item in value.split(","))
+        else:
+            rendered = quote_literal(value)
+        statements.append(f"ALTER DATABASE {name} SET {quote_ident(key)} TO {rendered}")
+    return statements
+
+
+def sessions_on(session: Session, dbname: str) -> int:
+    return int(session.value("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,)))
+
+
+# Lines of a plain dump that differ between two dumps of the same schema: the random \restrict key of
+# PostgreSQL 15.14+, comments (dump dates, versions), blank lines and the session settings at the top.
+_VOLATILE = re.compile(r"^(\\(un)?restrict\s|--|\s*$|SET\s+\w+\s*=|SELECT pg_catalog\.set_config\('search_path')")
+
+
+def normalise_schema(text: str) -> str:
+    return "".join(line + "\n" for line in text.splitlines() if not _VOLATILE.match(line))
+
+
+def schema_fingerprint(text: str) -> str:
+    """``sha256:<hex>`` of a ``pg_dump --schema-only`` plain dump, stable across runs and pg_dump minor versions."""
+    return "sha256:" + hashlib.sha256(normalise_schema(text).encode("utf-8")).hexdigest()
+
+
+def enlarge_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # not Linux, or above the limit: the default size works, slower
+
+
+class Child:
+    """One client program of a pipeline, started without a shell; stderr kept (scrubbed) for the error message."""
+
+    def __init__(self, argv: list[str], conn: Connection, stdin: t.Any = subprocess.DEVNULL, stdout: t.Any = subprocess.PIPE) -> None:
+        self.argv = argv
+        self._scrub = conn.scrub
+        self._stderr = tempfile.TemporaryFile()  # pylint: disable=consider-using-with
+        self._stderr_text: str | None = None
+        # Not AnsibleModule.run_command: it collects the whole output, and a dump must be streamed.
+        # Each program gets its own session, so a signal meant for this module is not delivered to it (and vice versa).
+        self.process = subprocess.Popen(  # pylint: disable=consider-using-with,ansible-bad-function
+            argv, stdin=stdin, stdout=stdout, stderr=self._stderr, env=conn.child_env(), start_new_session=True)
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                enlarge_pipe(pipe.fileno())
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.argv[0])
+
+    def stderr(self) -> str:
+        if self._stderr_text is None:
+            self._stderr.seek(0)
+            self._stderr_text = self._scrub(self._stderr.read().decode("utf-8", "replace")).strip()
+            self._stderr.close()
+        return self._stderr_text
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def check(self, timeout: float | None = None) -> str:
+        """Wait for the exit; raise when it failed. Returns its stderr (warnings)."""
+        code = self.wait(timeout)
+        errors = self.stderr()
+        if code != 0:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            raise PostgresError(f"{self.name} {how}" + (f": {errors}" if errors else " without a message"))
+        return errors
+
+    def feed(self, data: bytes) -> None:
+        """Write to the program's stdin; a program that exited early raises PostgresError with its own message."""
+        try:
+            self.process.stdin.write(data)
+        except (BrokenPipeError, ValueError):
+            self.close_stdin()
+            self.check()
+            raise PostgresError(f"{self.name} stopped reading its input") from None
+
+    def close_stdin(self) -> None:
+        if self.process.stdin is not None and not self.process.stdin.closed:
+            try:
+                self.process.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None and not pipe.closed:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+        if not self._stderr.closed:
+            self._stderr.close()
+
+
+def run_capture(argv: list[str], conn: Connection, timeout: float = 600) -> str:
+    """Run a client program to its end and return its stdout (for small outputs, e.g. a schema-only dump)."""
+    proc = subprocess.run(argv, capture_output=True, env=conn.child_env(), check=False, timeout=timeout)  # pylint: disable=ansible-bad-function
+    if proc.returncode != 0:
+        how = f"was killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exited with status {proc.returncode}"
+        raise PostgresError(f"{os.path.basename(argv[0])} {how}: {conn.scrub(proc.stderr.decode('utf-8', 'replace')).strip()}")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+class Feeder:
+    """Hands data to ``write`` (for example a child's stdin) from its own thread, so that producing the next piece
+    (decrypting, decompressing) overlaps with the write. ``close`` waits for the last write; errors surface on the next call."""
+
+    def __init__(self, write: t.Callable[[bytes], None], depth: int = 8) -> None:
+        self._write = write
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(data)
+                except BaseException as exc:  # pylint: disable=broad-exception-caught
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def __call__(self, data: bytes) -> None:
+        self._raise()
+        self._queue.put(data)
+
+    def close(self) -> None:
+        """Wait until everything was written; raise the first error."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def close_quietly(self) -> None:
+        """Stop after a failure elsewhere (the reader of the data was killed): its errors no longer matter."""
+        try:
+            self.close()
+        except Exception:  # pylint: disable=broad-exception-caught
+            pass

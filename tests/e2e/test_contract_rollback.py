@@ -1,0 +1,63 @@
+"""A release whose migration is a contract change: rollback restores the pre-deploy backup instead of reverting,
+keeps the database it replaces, and re-ingests the payments made since the backup."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from helpers import has_column, journal, live, query, versions_or_nothing
+
+pytestmark = pytest.mark.timeout(900)
+FIXTURE = REPO / "tests" / "integration" / "migrations" / "fixtures" / "contract_drop_description"
+
+
+@pytest.fixture
+def release_with_contract_change(lab, tmp_path):
+    """Release 1.2.0: the reference service plus a change that drops payments.description."""
+    source = tmp_path / "payment_service"
+    shutil.copytree(REPO / "lab" / "payment_service", source, ignore=shutil.ignore_patterns("__pycache__"))
+    migrations = source / "migrations"
+    plan = yaml.safe_load((migrations / "plan.yml").read_text())
+    plan["changes"] += yaml.safe_load((FIXTURE / "changes.yml").read_text())
+    (migrations / "plan.yml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    for part in ("deploy", "verify", "revert"):
+        shutil.copy(FIXTURE / part / "0005_drop_payments_description.sql", migrations / part)
+    artifacts = Path(lab["state_dir"]) / "artifacts"
+    subprocess.run([sys.executable, str(REPO / "lab" / "build_release.py"), "--version", "1.2.0", "--source", str(source),
+                    "--output-dir", str(artifacts)], check=True, capture_output=True)
+    yield "1.2.0"
+    for path in artifacts.glob("payment-service-1.2.0.*"):
+        path.unlink()
+
+
+def test_rollback_after_a_contract_change_restores_without_losing_payments(lab, playbook, release_with_contract_change):
+    if versions_or_nothing(lab["production_url"]) != {"1.1.0"}:
+        assert playbook("deploy.yml", "-e", "release_version=1.1.0").rc == 0
+    if not has_column(lab, "payments", "description"):
+        assert playbook("migrate.yml", "-e", "release_version=1.1.0").rc == 0
+    assert has_column(lab, "payments", "description")
+
+    deploy = playbook("deploy.yml", "-e", f"release_version={release_with_contract_change}")
+    assert deploy.rc == 0
+    record = journal(lab, "deploy")
+    assert record["migration"]["applied"] == ["0005_drop_payments_description"]
+    assert record["migration"]["contract_applied"] is True
+    assert not has_column(lab, "payments", "description")
+    made_after_backup = set(record["probe_payments"])
+
+    rollback = playbook("rollback.yml")
+    assert rollback.rc == 0
+    assert live(lab["production_url"])[0] == {"1.1.0"}
+    assert "Restored payments from " + record["backup"]["id"] in rollback.output
+    assert has_column(lab, "payments", "description"), "the pre-deploy schema was not restored"
+    kept = query(lab, "SELECT count(*) FROM pg_database WHERE datname LIKE 'payments_before_restore_%'", "postgres")[0][0]
+    assert kept >= 1
+    stored = {row[0] for row in query(lab, "SELECT payload->'data'->'object'->>'id' FROM stripe_events "
+                                           "WHERE type = 'payment_intent.succeeded'")}
+    assert made_after_backup <= stored, "payments made after the backup were lost by the rollback"

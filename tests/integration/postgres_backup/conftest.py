@@ -1,0 +1,80 @@
+"""Fixtures for pg_backup / pg_restore_backup against a real PostgreSQL 15 cluster and a real S3 server (moto).
+
+One cluster and one S3 server per test session; every test gets its own database, bucket and directories.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from pg_backup_servers import PG_BIN, MotoS3, PostgresCluster, collections_dir_for_checkout
+from pg_backup_helpers import create_payments_db
+
+
+@pytest.fixture(scope="session")
+def collections_dir() -> t.Iterator[Path]:
+    path = collections_dir_for_checkout()
+    yield path
+    if path.name.startswith("payments-deploy-collections-"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> t.Iterator[PostgresCluster]:
+    if not (PG_BIN / "postgres").exists():
+        pytest.skip("PostgreSQL 15 is not installed in /usr/lib/postgresql/15")
+    pg = PostgresCluster()
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> t.Iterator[MotoS3]:
+    server = MotoS3()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3_server: MotoS3) -> str:
+    name = "backups-" + secrets.token_hex(4)
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def workdir() -> t.Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="pgbk-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def key() -> str:
+    return os.urandom(32).hex()
+
+
+@pytest.fixture
+def database(cluster: PostgresCluster) -> t.Iterator[str]:
+    """A fresh payments-like database (several MiB, so that a backup spans several chunks)."""
+    name = "pay_" + secrets.token_hex(4)
+    create_payments_db(cluster, name)
+    yield name
+    for dbname in cluster.databases():
+        if dbname == name or dbname.startswith(name + "_"):
+            cluster.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
