@@ -20,7 +20,7 @@ import pytest
 
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.payments.deploy.plugins.module_utils import _haproxy
+from ansible_collections.payments.deploy.plugins.module_utils import _files
 from ansible_collections.payments.deploy.plugins.module_utils._haproxy import (
     HAProxyRuntime,
     HAProxyRuntimeError,
@@ -456,7 +456,7 @@ def test_failed_write_leaves_old_file(tmp_path: Path, monkeypatch: pytest.Monkey
     def broken_replace(src: str, dst: str) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(_haproxy.os, "replace", broken_replace)
+    monkeypatch.setattr(_files.os, "replace", broken_replace)
     with pytest.raises(OSError):
         write_text_atomic(str(path), "production green\n")
     assert path.read_text() == "production blue\n"
