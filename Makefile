@@ -71,8 +71,10 @@ sanity: venv $(GET_PIP_CACHE)
 unit: venv collection
 	$(PY) -m pytest tests/unit -q
 
-# One pytest run per suite: each suite's conftest is its own.
-INTEGRATION_SUITES := $(sort $(wildcard tests/integration/*/)) tests/lab/
+# One pytest run per suite: each suite's conftest is its own. The smoke suite runs against the lab's staging
+# release, so it runs with the end-to-end tests (which start the lab and deploy staging).
+LAB_SUITES := tests/integration/smoke/
+INTEGRATION_SUITES := $(filter-out $(LAB_SUITES),$(sort $(wildcard tests/integration/*/))) tests/lab/
 integration: venv collection system-packages
 	@failed=""; for suite in $(INTEGRATION_SUITES); do \
 	  echo "== $$suite"; $(PY) -m pytest $$suite -q || failed="$$failed $$suite"; \
@@ -80,6 +82,7 @@ integration: venv collection system-packages
 
 e2e: lab-up
 	$(PY) -m pytest tests/e2e -q
+	$(PY) -m pytest $(LAB_SUITES) -q
 
 test: lint sanity unit integration e2e
 

@@ -30,13 +30,21 @@ FIXED_MTIME = 315532800
 START_COMMAND = ("python3 -m gunicorn --config gunicorn.conf.py --bind 127.0.0.1:{port} "
                  "payment_service.wsgi:application")
 ENV = ["DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "ENCRYPTION_KEY",
-       "HASH_SALT", "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY", "PAYMENTS_RATE_LIMIT_PER_MINUTE", "PAYMENTS_CORS_ORIGINS"]
+       "HASH_SALT", "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY", "PAYMENTS_RATE_LIMIT_PER_MINUTE", "PAYMENTS_CORS_ORIGINS",
+       "PAYMENTS_SMOKE_KEY", "PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE", "SMTP_URL", "PAYMENTS_RECEIPT_FROM"]
+HEALTH = {"liveness": "/healthz", "load_balancer": "/healthz/lb", "readiness": "/readyz", "version": "/version"}
+# Deliberately wrong builds, to prove that smoke checks catch them (the service reads build_faults.json at start).
+FAULTS = ("auth-disabled", "no-security-headers")
+FAULTS_FILE = "payment_service/build_faults.json"
 
 
-def manifest(version: str) -> bytes:
-    """manifest.json of a release: what the deploy tooling reads to install and start it."""
-    data = {"name": NAME, "version": version, "start_command": START_COMMAND, "migrations_dir": "migrations",
-            "health": {"liveness": "/healthz", "readiness": "/readyz", "version": "/version"}, "env": ENV}
+def manifest(version: str, faults: tuple[str, ...] = ()) -> bytes:
+    """manifest.json of a release: what the deploy tooling reads to install and start it (a fault build lists its
+    faults; a normal build has no "faults" key)."""
+    data: dict[str, object] = {"name": NAME, "version": version, "start_command": START_COMMAND,
+                               "migrations_dir": "migrations", "health": HEALTH, "env": ENV}
+    if faults:
+        data["faults"] = list(faults)
     return (json.dumps(data, indent=2) + "\n").encode("utf-8")
 
 
@@ -56,7 +64,8 @@ def source_files(source: Path) -> list[Path]:
 
 def _shipped(relative: Path) -> bool:
     hidden = any(part.startswith(".") or part in EXCLUDED_PARTS for part in relative.parts)
-    return not hidden and not relative.name.endswith(EXCLUDED_SUFFIXES)
+    # A faults file left in a source tree never reaches a normal build: only --fault writes one.
+    return not hidden and not relative.name.endswith(EXCLUDED_SUFFIXES) and relative.as_posix() != FAULTS_FILE
 
 
 def _entry(name: str, is_dir: bool, size: int = 0) -> tarfile.TarInfo:
@@ -70,10 +79,10 @@ def _entry(name: str, is_dir: bool, size: int = 0) -> tarfile.TarInfo:
     return info
 
 
-def release_entries(source: Path, version: str) -> dict[str, bytes | None]:
+def release_entries(source: Path, version: str, faults: tuple[str, ...] = ()) -> dict[str, bytes | None]:
     """Archive name to content (None for a directory) of every entry of the release."""
     top = f"{NAME}-{version}"
-    entries: dict[str, bytes | None] = {top: None, f"{top}/manifest.json": manifest(version)}
+    entries: dict[str, bytes | None] = {top: None, f"{top}/manifest.json": manifest(version, faults)}
     left_out, plan_files = migrations_for(source, version)
     for relative in source_files(source):
         path = source / relative
@@ -84,6 +93,8 @@ def release_entries(source: Path, version: str) -> dict[str, bytes | None]:
             entries[f"{top}/{name}"] = plan_files[name]
         else:
             entries[f"{top}/{name}"] = None if path.is_dir() else path.read_bytes()
+    if faults:
+        entries[f"{top}/{FAULTS_FILE}"] = (json.dumps(list(faults)) + "\n").encode("utf-8")
     return entries
 
 
@@ -137,11 +148,11 @@ def render_plan(suffix: str, changes: list[dict[str, object]], version: str) -> 
     return (header + body).encode("utf-8")
 
 
-def tar_bytes(source: Path, version: str) -> bytes:
+def tar_bytes(source: Path, version: str, faults: tuple[str, ...] = ()) -> bytes:
     """The uncompressed tar stream: one top directory, sorted entries, normalised metadata."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(release_entries(source, version).items()):
+        for name, data in sorted(release_entries(source, version, faults).items()):
             if data is None:
                 tar.addfile(_entry(name, is_dir=True))
             else:
@@ -157,9 +168,14 @@ def gzip_bytes(data: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def build(source: Path, version: str, output_dir: Path) -> dict[str, object]:
+def artifact(source: Path, version: str, faults: tuple[str, ...] = ()) -> bytes:
+    """The bytes of NAME-VERSION.tar.gz: equal source, version and faults give equal bytes."""
+    return gzip_bytes(tar_bytes(source, version, faults))
+
+
+def build(source: Path, version: str, output_dir: Path, faults: tuple[str, ...] = ()) -> dict[str, object]:
     """Write the tarball and its sha256 file atomically; return what was built."""
-    archive = gzip_bytes(tar_bytes(source, version))
+    archive = artifact(source, version, faults)
     digest = hashlib.sha256(archive).hexdigest()
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / f"{NAME}-{version}.tar.gz"
@@ -189,14 +205,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     which.add_argument("--all", action="store_true", help=f"build the lab versions {', '.join(DEFAULT_VERSIONS)}")
     parser.add_argument("--output-dir", type=Path, required=True, help="directory for the artifacts")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="service source directory")
-    return parser.parse_args(argv)
+    parser.add_argument("--fault", action="append", choices=FAULTS, default=[],
+                        help="bake a deliberate fault into the build, to test smoke checks (repeatable; with --version)")
+    args = parser.parse_args(argv)
+    if args.fault and args.all:
+        parser.error("--fault builds one deliberately wrong release: use it with --version, not --all")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Build the requested versions and print one JSON line per artifact."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    faults = tuple(sorted(set(args.fault)))
     for version in DEFAULT_VERSIONS if args.all else (args.version,):
-        print(json.dumps(build(args.source.resolve(), version, args.output_dir)), flush=True)
+        print(json.dumps(build(args.source.resolve(), version, args.output_dir, faults)), flush=True)
     return 0
 
 

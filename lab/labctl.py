@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
@@ -10,10 +11,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import yaml
+
+import build_release
 
 REPO = Path(__file__).resolve().parent.parent
 LAB_SRC = REPO / "lab"
@@ -23,6 +27,7 @@ DEFAULT_VERSIONS = ("1.0.0", "1.1.0")
 STRIPE_ACCOUNT = "acct_1PaymentsLab0001"
 DATABASES = ("payments", "payments_staging")
 BACKUP_BUCKET = "payments-backups"
+LAB_PROGRAMS = ("postgres", "redis", "stripe", "smtp", "s3", "artifacts", "haproxy")  # besides one per app host
 
 
 def state_dir() -> Path:
@@ -54,6 +59,8 @@ def ensure_secrets(state: Path) -> dict:
         "redis_password": secrets.token_urlsafe(18),
         "api_key": "pk_lab_" + secrets.token_urlsafe(24),
         "admin_key": "ak_lab_" + secrets.token_urlsafe(24),
+        # The synthetic checks' token: the API role with its own small rate limit.
+        "smoke_key": "smk_lab_" + secrets.token_urlsafe(24),
         "encryption_key": secrets.token_hex(32),
         "hash_salt": secrets.token_hex(16),
         # The Stripe emulator treats sk_live_/rk_live_ keys as live mode: production gets one, staging a test key.
@@ -66,6 +73,7 @@ def ensure_secrets(state: Path) -> dict:
         return existing
     values.update(existing)
     path.touch(mode=0o600)
+    path.chmod(0o600)  # also when an older file was looser
     path.write_text(json.dumps(values, indent=2) + "\n")
     return values
 
@@ -179,27 +187,56 @@ def program(name: str, command: str, log_dir: Path, **extra: str) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def render_haproxy(state: Path, topo: dict) -> Path:
+def haproxy_paths(state: Path, topo: dict) -> tuple[Path, Path]:
+    """The load balancer host's HAProxy configuration and colour map."""
+    etc = state / "hosts" / topo["lb"] / "etc" / "haproxy"
+    return etc / "haproxy.cfg", etc / "colours.map"
+
+
+def haproxy_config(state: Path, topo: dict) -> str:
+    """HAProxy's configuration for the inventory's app hosts."""
     lb_root = state / "hosts" / topo["lb"]
-    for sub in ("etc/haproxy", "run/haproxy"):
-        (lb_root / sub).mkdir(parents=True, exist_ok=True)
-    map_file = lb_root / "etc" / "haproxy" / "colours.map"
-    if not map_file.exists():  # the live colour is state: never reset it on a re-run
-        map_file.write_text("production blue\nstaging blue\n")
     template = (LAB_SRC / "templates" / "haproxy.cfg").read_text()
     backends = []
     for env, group in (("production", "production_app"), ("staging", "staging_app")):
         for colour in ("blue", "green"):
             servers = "".join(f"    server {host} 127.0.0.1:{app['ports'][colour]} check\n"
                               for host, app in topo["apps"].items() if app["group"] == group)
-            backends.append(f"backend {env}_{colour}\n    option httpchk GET /readyz\n"
+            # The service's load balancer check: the process and its database only, so that a Stripe or Redis
+            # outage degrades the service instead of emptying every backend at once.
+            backends.append(f"backend {env}_{colour}\n    option httpchk GET /healthz/lb\n"
                             f"    http-check expect status 200\n{servers}")
-    cfg = template.format(admin_socket=lb_root / "run" / "haproxy" / "admin.sock", map_file=map_file,
-                          production_port=topo["ports"]["production"], staging_port=topo["ports"]["staging"],
-                          backends="\n".join(backends))
-    path = lb_root / "etc" / "haproxy" / "haproxy.cfg"
-    path.write_text(cfg)
+    return template.format(admin_socket=lb_root / "run" / "haproxy" / "admin.sock",
+                           map_file=haproxy_paths(state, topo)[1], production_port=topo["ports"]["production"],
+                           staging_port=topo["ports"]["staging"], backends="\n".join(backends))
+
+
+def render_haproxy(state: Path, topo: dict, keep_existing: bool = False) -> Path:
+    """Write HAProxy's configuration (left as it is with keep_existing, when there is one) and a first map file."""
+    lb_root = state / "hosts" / topo["lb"]
+    for sub in ("etc/haproxy", "run/haproxy"):
+        (lb_root / sub).mkdir(parents=True, exist_ok=True)
+    path, map_file = haproxy_paths(state, topo)
+    if not map_file.exists():  # the live colour is state: never reset it on a re-run
+        map_file.write_text("production blue\nstaging blue\n")
+    if not (keep_existing and path.exists()):
+        path.write_text(haproxy_config(state, topo))
     return path
+
+
+def servers_without_lb_check(topo: dict) -> list[str]:
+    """App colours that run a release without /healthz/lb (they answer 404): its check would take them out."""
+    missing = []
+    for host, app in topo["apps"].items():
+        for colour, port in sorted(app["ports"].items()):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz/lb", timeout=2).close()
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    missing.append(f"{host}-{colour}")
+            except OSError:
+                pass  # not running: nothing to take out
+    return missing
 
 
 def render_redis(state: Path, topo: dict, creds: dict) -> Path:
@@ -220,7 +257,7 @@ def render_app_host(state: Path, host: str) -> Path:
     return path
 
 
-def render_lab_supervisor(state: Path, topo: dict, creds: dict) -> Path:
+def render_lab_supervisor(state: Path, topo: dict, creds: dict, keep_haproxy_cfg: bool = False) -> Path:
     """One supervisor for the lab's servers; each app host's own supervisor runs under it."""
     logs = state / "var" / "log" / "supervisor"
     logs.mkdir(parents=True, exist_ok=True)
@@ -234,9 +271,12 @@ def render_lab_supervisor(state: Path, topo: dict, creds: dict) -> Path:
                     f" --keys-file {render_stripe_keys(state, creds)} --state-file {state / 'stripe' / 'state.json'}",
                     logs, priority="10", environment=f'PYTHONPATH="{LAB_SRC}"')
     conf += program("s3", f"{bindir / 'moto_server'} -H 127.0.0.1 -p {topo['ports']['s3']}", logs, priority="10")
+    conf += program("smtp", f"{bindir / 'python'} -m smtp_sink --smtp-port {topo['ports']['smtp']}"
+                    f" --http-port {topo['ports']['mailbox']} --maildir {state / 'mail'}", logs, priority="10",
+                    environment=f'PYTHONPATH="{LAB_SRC}"')
     conf += program("artifacts", f"{bindir / 'python'} -m http.server {topo['ports']['artifacts']} --bind 127.0.0.1"
                     f" --directory {state / 'artifacts'}", logs, priority="10")
-    conf += program("haproxy", f"/usr/sbin/haproxy -W -db -f {render_haproxy(state, topo)}", logs,
+    conf += program("haproxy", f"/usr/sbin/haproxy -W -db -f {render_haproxy(state, topo, keep_haproxy_cfg)}", logs,
                     priority="20", stopsignal="USR1")
     for host in topo["apps"]:
         conf += program(f"host-{host}", f"{bindir / 'supervisord'} -c {render_app_host(state, host)}", logs,
@@ -247,13 +287,23 @@ def render_lab_supervisor(state: Path, topo: dict, creds: dict) -> Path:
     return path
 
 
-def build_artifacts(state: Path) -> None:
+def build_artifacts(state: Path, source: Path = build_release.DEFAULT_SOURCE) -> list[str]:
+    """Build the lab's releases, and build them again when the service's source (or the builder) changed since:
+    builds are reproducible, so an artifact (or checksum file) that differs from a fresh build is stale.
+    Returns the versions written."""
     out = state / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
+    written = []
     for version in DEFAULT_VERSIONS:
-        if not (out / f"payment-service-{version}.tar.gz.sha256").exists():
-            subprocess.run([sys.executable, str(LAB_SRC / "build_release.py"), "--version", version,
-                            "--output-dir", str(out)], check=True, stdout=subprocess.DEVNULL)
+        tarball = out / f"{build_release.NAME}-{version}.tar.gz"
+        checksum = tarball.with_name(tarball.name + ".sha256")
+        expected = hashlib.sha256(build_release.artifact(source, version)).hexdigest()
+        current = hashlib.sha256(tarball.read_bytes()).hexdigest() if tarball.exists() else ""
+        recorded = checksum.read_text() if checksum.exists() else ""
+        if current != expected or recorded != f"{expected}  {tarball.name}\n":
+            build_release.build(source, version, out)
+            written.append(version)
+    return written
 
 
 def supervisorctl(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -307,6 +357,8 @@ def endpoints(state: Path, topo: dict) -> dict:
         "s3_endpoint": f"http://127.0.0.1:{ports['s3']}",
         "stripe_api": f"http://127.0.0.1:{ports['stripe']}",
         "artifacts_url": f"http://127.0.0.1:{ports['artifacts']}",
+        "smtp_url": f"smtp://127.0.0.1:{ports['smtp']}",
+        "mailbox_url": f"http://127.0.0.1:{ports['mailbox']}",
         "haproxy_admin_socket": str(lb_root / "run" / "haproxy" / "admin.sock"),
         "haproxy_map_file": str(lb_root / "etc" / "haproxy" / "colours.map"),
         "secrets_file": str(state / "secrets.json"),
@@ -319,11 +371,24 @@ def cmd_up(_args: argparse.Namespace) -> int:
     state.mkdir(parents=True, exist_ok=True)
     creds = ensure_secrets(state)
     init_postgres(state, topo, creds)
-    build_artifacts(state)
-    conf = render_lab_supervisor(state, topo, creds)
-    if supervisor_running(state):
+    for version in build_artifacts(state):
+        print(f"built payment-service {version} (the service's source changed since the last build)")
+    running = supervisor_running(state)
+    haproxy_cfg = haproxy_paths(state, topo)[0]
+    reload_lb = running and (not haproxy_cfg.exists() or haproxy_cfg.read_text() != haproxy_config(state, topo))
+    # A running lab whose colours run releases from before /healthz/lb keeps HAProxy's configuration: its check
+    # would mark every one of them down.
+    outdated = servers_without_lb_check(topo) if reload_lb else []
+    if outdated:
+        print(f"labctl: HAProxy keeps its configuration: {', '.join(outdated)} run(s) a release without /healthz/lb; "
+              "deploy releases built from this source (or start afresh with 'labctl down --purge'), then run "
+              "'labctl up' again")
+    conf = render_lab_supervisor(state, topo, creds, keep_haproxy_cfg=bool(outdated))
+    if running:
         supervisorctl(state, "update")
         supervisorctl(state, "start", "all", check=False)
+        if reload_lb and not outdated:
+            reload_haproxy(state, haproxy_cfg)
     else:
         busy = [f"{name} ({port})" for name, port in topo["ports"].items() if port_in_use(port)]
         if busy:
@@ -338,6 +403,7 @@ def cmd_up(_args: argparse.Namespace) -> int:
     wait_for("s3", lambda: http_ok(f"http://127.0.0.1:{ports['s3']}/"))
     wait_for("stripe", lambda: http_ok(f"http://127.0.0.1:{ports['stripe']}/_emulator/health"))
     wait_for("artifacts", lambda: http_ok(f"http://127.0.0.1:{ports['artifacts']}/"))
+    wait_for("smtp sink", lambda: http_ok(f"http://127.0.0.1:{ports['mailbox']}/health"))
     wait_for("haproxy", lambda: Path(endpoints(state, topo)["haproxy_admin_socket"]).exists())
     for host in topo["apps"]:
         wait_for(f"supervisor of {host}", lambda h=host: (state / "hosts" / h / "run" / "supervisor.sock").exists())
@@ -345,6 +411,16 @@ def cmd_up(_args: argparse.Namespace) -> int:
     create_bucket(topo)
     print(f"lab is up: state in {state}")
     return cmd_status(argparse.Namespace(json=False))
+
+
+def reload_haproxy(state: Path, cfg: Path) -> None:
+    """A changed configuration is checked, then loaded without dropping a connection (master-worker reload; the live
+    colour is in the map file, which the reload reads again)."""
+    check = subprocess.run(["/usr/sbin/haproxy", "-c", "-q", "-f", str(cfg)], capture_output=True, text=True, check=False)
+    if check.returncode != 0:
+        raise SystemExit(f"labctl: the new HAProxy configuration {cfg} is invalid:\n{check.stdout}{check.stderr}")
+    supervisorctl(state, "signal", "USR2", "haproxy")
+    print("HAProxy reloaded with the new configuration")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -371,7 +447,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     state, topo = state_dir(), load_topology()
     info = endpoints(state, topo)
     info["programs"] = program_states(state)
-    info["running"] = bool(info["programs"]) and all(s == "RUNNING" for s in info["programs"].values())
+    # A lab started by an older labctl lacks newer programs (the SMTP sink): not running until `up` adds them.
+    expected = {*LAB_PROGRAMS, *(f"host-{host}" for host in topo["apps"])}
+    info["running"] = expected <= info["programs"].keys() and all(s == "RUNNING" for s in info["programs"].values())
     if args.json:
         print(json.dumps(info, indent=2))
     else:

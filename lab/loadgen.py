@@ -35,7 +35,7 @@ class Sample:
 
 class LoadGenerator:
     def __init__(self, url: str, *, concurrency: int = 4, duration: float = 60.0, max_requests: int = 20000,
-                 timeout: float = 10.0, pause: float = 0.0) -> None:
+                 timeout: float = 10.0, pause: float = 0.0, headers: dict[str, str] | None = None) -> None:
         parts = urlsplit(url)
         if not ipaddress.ip_address(socket.gethostbyname(parts.hostname or "")).is_loopback:
             raise ValueError(f"load generator targets loopback addresses only, not {parts.hostname}")
@@ -43,6 +43,7 @@ class LoadGenerator:
         self.path = parts.path or "/"
         self.concurrency, self.duration, self.max_requests = concurrency, duration, max_requests
         self.timeout, self.pause = timeout, pause
+        self.headers = {"Connection": "keep-alive", **(headers or {})}
         self.samples: list[Sample] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -90,7 +91,7 @@ class LoadGenerator:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             sent = time.time()
             try:
-                conn.request("GET", self.path, headers={"Connection": "keep-alive"})
+                conn.request("GET", self.path, headers=self.headers)
                 answer = conn.getresponse()
                 answer.read()
                 sample = Sample(sent, time.time(), answer.status, answer.getheader("X-Service-Version", ""),

@@ -38,6 +38,24 @@ def map_colours(map_file: str) -> dict[str, str]:
     return {p[0]: p[1] for p in pairs if len(p) == 2}
 
 
+def last_deploy_summary(state_dir: str, environment: str) -> str:
+    """One line from the journal: the release, the staging gate's verdict and both smoke tests' figures."""
+    path = Path(state_dir) / "hosts" / "lb1" / "var" / "lib" / "payments" / "journal" / environment / "last-deploy.json"
+    if not path.exists():
+        return "no deploy recorded"
+    record = json.loads(path.read_text())
+    gate = record.get("staging_gate") or {}
+    gate_text = ("staging gate: passed" if gate.get("passed") else
+                 f"staging gate: overridden ({gate.get('override')})" if gate.get("override") else "no staging gate")
+    smoke = []
+    for target in ("colour", "frontend"):
+        figures = (record.get("smoke") or {}).get(target) or {}
+        latency = figures.get("latency") or {}
+        if latency:
+            smoke.append(f"{target} smoke {figures['duration']:.1f} s, {latency['count']} payments p95 {latency['p95']} s")
+    return f"{record['release_from'] or '-'} -> {record['release_to']}; {gate_text}; " + "; ".join(smoke)
+
+
 def deploy(version: str, environment: str, timings: list[dict]) -> None:
     print(f"\n=== deploy {version} to {environment} ===", flush=True)
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
@@ -67,11 +85,15 @@ def main() -> int:
     for environment in ENVIRONMENTS:
         answer = live_version(urls[environment]) or {}
         print(f"{environment:12} {answer.get('version', '-'):8} {colours.get(environment, '-'):7} {urls[environment]}")
+    print("\n=== last deploy of each environment (from its journal) ===")
+    for environment in ENVIRONMENTS:
+        print(f"{environment:12} {last_deploy_summary(status['state_dir'], environment)}")
     print("\n=== phase timings (seconds) ===")
     for run in timings:
         phases = ", ".join(f"{p['phase']}: {p['seconds']:.1f}" for p in run["phases"])
         print(f"{run['run']:22} total {run['total_seconds']:6.1f}  ({phases})")
-    print("\nTry: lab/labctl status | make test | ansible-playbook playbooks/rollback.yml")
+    print("\nTry: lab/labctl status | make test | ansible-playbook playbooks/rollback.yml | "
+          "ansible-playbook playbooks/smoke_test.yml")
     return 0
 
 

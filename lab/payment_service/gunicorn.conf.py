@@ -16,3 +16,10 @@ errorlog = "-"
 loglevel = "info"
 # Blue and green run side by side on one host: a shared default control socket would clash.
 control_socket_disable = True
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """gunicorn's hook after a worker's graceful stop: the application finishes its background work (queued emails)."""
+    close = getattr(getattr(worker, "wsgi", None), "close", None)
+    if callable(close):
+        close()

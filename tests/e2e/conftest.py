@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import passed_staging
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "lab"))
 
@@ -29,21 +31,41 @@ class PlaybookRun:
         return recap
 
     @property
+    def text(self) -> str:
+        """The output with every run of whitespace made one space: the callback folds long messages over lines."""
+        return " ".join(self.output.split())
+
+    @property
     def changed(self) -> int:
         return sum(host["changed"] for host in self.recap.values())
 
 
-def run_playbook(name: str, *args: str, inventory: Path | None = None, env: dict | None = None) -> PlaybookRun:
+def playbook_command(name: str, *args: str, inventory: Path | None = None,
+                     env: dict | None = None) -> tuple[list[str], dict[str, str]]:
+    """The ansible-playbook command line and environment that run one of the collection's playbooks on the lab."""
     path = Path(name) if Path(name).is_absolute() else REPO / "playbooks" / name
     cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(path), *args]
     if inventory:
         cmd += ["-i", str(inventory)]
     full_env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                 "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
-    done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600, check=False)
+    return cmd, full_env
+
+
+def run_playbook(name: str, *args: str, inventory: Path | None = None, env: dict | None = None) -> PlaybookRun:
+    cmd, full_env = playbook_command(name, *args, inventory=inventory, env=env)
+    done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=900, check=False)
     output = done.stdout + done.stderr
     print(output[-4000:])  # shown by pytest when a test fails
     return PlaybookRun(done.returncode, output)
+
+
+def start_playbook(name: str, *args: str, log: Path) -> subprocess.Popen:
+    """Start a playbook in the background, in its own process group (so that a test can kill the whole run)."""
+    cmd, full_env = playbook_command(name, *args)
+    with log.open("w") as out:
+        return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, text=True)
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +83,14 @@ def lab() -> dict:
 @pytest.fixture(scope="session")
 def playbook():
     return run_playbook
+
+
+@pytest.fixture(scope="session", autouse=True)
+def staged_releases(lab) -> None:
+    """Production deploys only what passed staging: take the lab's releases through staging once, unless its
+    journal already holds a recent passing deploy of the very same artifacts."""
+    for version in ("1.0.0", "1.1.0"):
+        if not passed_staging(lab, version):
+            run = run_playbook("deploy.yml", "-e", f"release_version={version}", "-e", "deploy_environment=staging")
+            assert run.rc == 0, f"staging deploy of {version} failed"
+            assert passed_staging(lab, version)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -66,3 +68,59 @@ def query(lab: dict, sql: str, database: str = "payments") -> list[tuple]:
     dsn = lab["postgres_dsn"].rsplit("/", 1)[0] + "/" + database
     with psycopg.connect(dsn, password=lab["secrets"]["postgres_password"], connect_timeout=5) as conn:
         return conn.execute(sql).fetchall()
+
+
+def journal_dir(lab: dict, environment: str = "production") -> Path:
+    return Path(lab["state_dir"]) / "hosts" / "lb1" / "var" / "lib" / "payments" / "journal" / environment
+
+
+def history(lab: dict, environment: str = "production") -> list[dict]:
+    """Every journal record of an environment, oldest first."""
+    path = journal_dir(lab, environment) / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def published_sha256(lab: dict, version: str) -> str:
+    return (Path(lab["state_dir"]) / "artifacts" / f"payment-service-{version}.tar.gz.sha256").read_text().split()[0]
+
+
+def passed_staging(lab: dict, version: str, max_age: float = 6 * 86400) -> bool:
+    """Whether staging's journal holds a recent deploy of this artifact whose smoke tests passed."""
+    sha256 = published_sha256(lab, version)
+    return any(r.get("kind") == "deploy" and r.get("release_sha256") == sha256 and r.get("smoke", {}).get("passed")
+               and time.time() - r.get("recorded_epoch", 0) < max_age for r in history(lab, "staging"))
+
+
+def lock_file(lab: dict, environment: str = "production") -> Path:
+    return journal_dir(lab, environment) / "deploy.lock"
+
+
+def lab_program(lab: dict, action: str, program: str) -> None:
+    """Start or stop one of the lab's servers (stripe, redis, ...) through the lab's supervisor."""
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run([str(repo / ".venv" / "bin" / "supervisorctl"), "-c", f"{lab['state_dir']}/supervisord.conf",
+                    action, program], check=True, capture_output=True, text=True, timeout=60)
+
+
+def http(method: str, url: str, token: str = "", body: dict | None = None, headers: dict | None = None):
+    """(status, headers with lower-case names, parsed JSON or text) of one request; HTTP errors are answers too."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        **({"Authorization": f"Bearer {token}"} if token else {}),
+        **({"Content-Type": "application/json"} if body is not None else {}), **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            status, head, raw = answer.status, answer.headers, answer.read()
+    except urllib.error.HTTPError as error:
+        status, head, raw = error.code, error.headers, error.read()
+    head = {name.lower(): value for name, value in head.items()}
+    try:
+        return status, head, json.loads(raw)
+    except ValueError:
+        return status, head, raw.decode(errors="replace")
+
+
+def smoke_payments(record: dict) -> list[str]:
+    """The PaymentIntents of a deploy's smoke tests (the idle colour's, then the frontend's)."""
+    smoke = record["smoke"]
+    return [*smoke["colour"]["payments"], *smoke["frontend"]["payments"]]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import journal, live, query, versions_or_nothing
+from helpers import journal, live, query, smoke_payments, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -21,7 +21,7 @@ def test_deploy_takes_a_verified_encrypted_backup(lab, playbook):
 
 def test_restore_keeps_the_current_database_and_reingests_payments_since(lab, playbook):
     record = journal(lab, "deploy")
-    probe_intents = set(record["probe_payments"])  # made after the backup: only Stripe and the events know them
+    probe_intents = set(smoke_payments(record))  # made after the backup: only Stripe and the events know them
     assert probe_intents
     run = playbook("restore.yml")
     assert run.rc == 0, run.output[-3000:]

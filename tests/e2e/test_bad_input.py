@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from helpers import live, map_colour, versions_or_nothing
+from helpers import live, lock_file, map_colour, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -44,6 +44,7 @@ def idle_versions(live_colour: str) -> list[str]:
 
 
 def assert_untouched(lab, before) -> None:
+    assert not lock_file(lab).exists(), "a failed run left the deploy lock behind"
     assert live(lab["production_url"])[0] == before["versions"]
     assert map_colour(lab["haproxy_map_file"]) == before["colour"]
     assert idle_versions(before["colour"]) == before["idle"]
@@ -52,16 +53,16 @@ def assert_untouched(lab, before) -> None:
 def test_unknown_version(lab, playbook, before):
     run = playbook("deploy.yml", "-e", "release_version=9.9.9")
     assert run.rc != 0
-    assert "Release payment-service 9.9.9 is not published" in run.output
-    assert "nothing was changed" in run.output
-    assert "Switch traffic" not in run.output
+    assert "Release payment-service 9.9.9 is not published" in run.text
+    assert "nothing was changed" in run.text
+    assert "Switch traffic" not in run.text
     assert_untouched(lab, before)
 
 
 def test_malformed_version_is_reported_with_other_problems(lab, playbook, before):
     run = playbook("deploy.yml", "-e", "release_version=latest")
     assert run.rc != 0
-    assert "release_version must be set to X.Y.Z (got latest)" in run.output
+    assert "release_version must be set to X.Y.Z (got latest)" in run.text
     assert_untouched(lab, before)
 
 
@@ -83,10 +84,10 @@ def tampered_release(lab):
 
 
 def test_artifact_with_wrong_checksum(lab, playbook, before, tampered_release):
-    run = playbook("deploy.yml", "-e", "release_version=1.2.0")
+    run = playbook("deploy.yml", "-e", "release_version=1.2.0", "-e", "staging_gate_override=checksum-test")
     assert run.rc != 0
-    assert "payment-service-1.2.0.tar.gz was refused" in run.output
-    assert "does not match its published sha256" in run.output
+    assert "payment-service-1.2.0.tar.gz was refused" in run.text
+    assert "does not match its published sha256" in run.text
     assert_untouched(lab, before)
     for host in ("app1", "app2"):
         releases = Path(lab["state_dir"]) / "hosts" / host / "opt" / "payments" / "releases"
@@ -110,7 +111,25 @@ def test_missing_inventory_variable(lab, playbook, before, inventory_without_por
                    env={"PAYMENTS_LAB_DIR": lab["state_dir"]})
     assert run.rc != 0
     assert "Preflight found 1 problem(s); nothing was changed: app2: payments_colour_ports must define blue and green" \
-        in run.output
+        in run.text
+    assert_untouched(lab, before)
+
+
+def test_new_inputs_are_checked_together(lab, playbook, before):
+    run = playbook("deploy.yml", "-e", "release_version=1.1.0", "-e", "smoke_test_payment_amount=5000",
+                   "-e", "smoke_test_p95_threshold=0", "-e", "smoke_test_mailbox_url=ftp://mail",
+                   "-e", "deploy_lock_lease_seconds=2", "-e", '{"staging_gate_override": " "}',
+                   "-e", '{"traffic_frontend_urls": {"production": "http://u:p@127.0.0.1:1", "staging": "x"}}')
+    assert run.rc != 0
+    assert "Preflight found 7 problem(s); nothing was changed" in run.text
+    for text in ("smoke_test_payment_amount 5000 is above the cap smoke_test_payment_amount_cap 100",
+                 "smoke_test_p95_threshold must be a number of seconds above 0",
+                 "smoke_test_mailbox_url must be an http(s) URL",
+                 "deploy_lock_lease_seconds must be a whole number of seconds from 10 to 86400 (got 2)",
+                 "staging_gate_override needs a reason",
+                 "traffic_frontend_urls.production must be an http(s) URL without credentials",
+                 "traffic_frontend_urls.staging must be an http(s) URL"):
+        assert text in run.text, text
     assert_untouched(lab, before)
 
 
@@ -119,4 +138,4 @@ def test_secrets_never_appear_in_output(lab, playbook, before):
     run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-vvvv")
     assert run.rc == 0
     for name, value in lab["secrets"].items():
-        assert value not in run.output, f"secret {name} appeared in the deploy output"
+        assert value not in run.text, f"secret {name} appeared in the deploy output"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import has_column, journal, live, map_colour, stripe_intents
+from helpers import has_column, journal, live, map_colour, smoke_payments, stripe_intents
 from loadgen import LoadGenerator, summarize
 
 pytestmark = pytest.mark.timeout(900)
@@ -67,11 +67,16 @@ def test_deploy_migrated_the_schema_and_proved_payments(lab):
     assert migration["heads"] == {"before": "0002_payments_and_events", "after": "0004_payments_created_at_index"}
     assert migration["contract_applied"] is False
     assert has_column(lab, "payments", "description")
-    intents = stripe_intents(lab, record["probe_payments"])
-    assert len(intents) == 3
+    # Smoke payments through the service: on the idle colour before the switch, then through the frontend.
+    assert record["smoke"]["passed"] is True
+    assert record["staging_gate"]["passed"] is True and record["staging_gate"]["evidence"]["release"] == "1.1.0"
+    intents = stripe_intents(lab, smoke_payments(record))
+    assert len(intents) == 20
     for intent in intents:
         assert intent.livemode is True and intent.status == "succeeded" and intent.amount == 50
         assert intent.latest_charge.refunded is True
+    assert record["smoke"]["frontend"]["latency"]["count"] == 10
+    assert record["smoke"]["frontend"]["latency"]["p95"] < 3
 
 
 def test_rollback_flips_back_without_dropping_a_request(lab, playbook):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from helpers import has_column, journal, live, query, versions_or_nothing
+from helpers import has_column, journal, live, query, smoke_payments, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(900)
 FIXTURE = REPO / "tests" / "integration" / "migrations" / "fixtures" / "contract_drop_description"
@@ -43,18 +43,22 @@ def test_rollback_after_a_contract_change_restores_without_losing_payments(lab, 
         assert playbook("migrate.yml", "-e", "release_version=1.1.0").rc == 0
     assert has_column(lab, "payments", "description")
 
-    deploy = playbook("deploy.yml", "-e", f"release_version={release_with_contract_change}")
+    # This fixture release never ran on staging: the gate is overridden, with the reason journalled.
+    deploy = playbook("deploy.yml", "-e", f"release_version={release_with_contract_change}",
+                      "-e", 'staging_gate_override="contract-change fixture release, built for this test only"')
     assert deploy.rc == 0
     record = journal(lab, "deploy")
     assert record["migration"]["applied"] == ["0005_drop_payments_description"]
     assert record["migration"]["contract_applied"] is True
     assert not has_column(lab, "payments", "description")
-    made_after_backup = set(record["probe_payments"])
+    assert record["staging_gate"] == {"required": True, "source": "staging", "passed": False, "evidence": None,
+                                      "override": "contract-change fixture release, built for this test only"}
+    made_after_backup = set(smoke_payments(record))
 
     rollback = playbook("rollback.yml")
     assert rollback.rc == 0
     assert live(lab["production_url"])[0] == {"1.1.0"}
-    assert "Restored payments from " + record["backup"]["id"] in rollback.output
+    assert "Restored payments from " + record["backup"]["id"] in rollback.text
     assert has_column(lab, "payments", "description"), "the pre-deploy schema was not restored"
     kept = query(lab, "SELECT count(*) FROM pg_database WHERE datname LIKE 'payments_before_restore_%'", "postgres")[0][0]
     assert kept >= 1

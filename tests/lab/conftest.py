@@ -16,6 +16,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -271,13 +272,13 @@ class StripeEmulator:
         return list(self.admin("GET", f"/_emulator/requests?method={method}&path_prefix={path_prefix}")["data"])
 
 
-def start_stripe_emulator(secret_key: str) -> StripeEmulator:
-    """The emulator on a free port with a keys file (mode 0600) that holds the given key."""
+def start_stripe_emulator(secret_key: str, port: int | None = None) -> StripeEmulator:
+    """The emulator on a free port (or the given one: a restart) with a keys file (mode 0600) that holds the key."""
     base = private_dir("payments-stripe-")
     keys = base / "keys.json"
     keys.write_text(json.dumps({"account": EMULATOR_ACCOUNT, "keys": [secret_key]}))
     keys.chmod(0o600)
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "lab"), "PYTHONUNBUFFERED": "1"}
     with open(base / "emulator.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "stripe_emulator", "--host", "127.0.0.1", "--port", str(port),
@@ -304,6 +305,77 @@ def stop_stripe_emulator(emulator: StripeEmulator) -> None:
 
 
 @dataclass
+class SmtpSink:
+    """A running lab SMTP sink (lab/smtp_sink: aiosmtpd) with its HTTP API."""
+
+    smtp_port: int
+    http_port: int
+    base: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        """SMTP_URL for the service."""
+        return f"smtp://127.0.0.1:{self.smtp_port}"
+
+    def messages(self, **query: str) -> list[dict[str, Any]]:
+        """GET /messages with the given filters (to=..., header=Name:value)."""
+        path = "/messages" + ("?" + urllib.parse.urlencode(query) if query else "")
+        reply = http_call(self.http_port, "GET", path)
+        assert reply.status == 200, reply.body
+        return list(reply.json()["messages"])
+
+    def raw(self, message_id: str) -> bytes:
+        """GET /messages/ID: one message as it was received."""
+        reply = http_call(self.http_port, "GET", f"/messages/{message_id}")
+        assert reply.status == 200 and reply.headers["content-type"] == "message/rfc822", reply.body
+        return reply.body
+
+    def log(self) -> str:
+        """Everything the sink wrote so far."""
+        return (self.base / "sink.log").read_text(errors="replace")
+
+
+def start_smtp_sink() -> SmtpSink:
+    """python -m smtp_sink on two free ports with a fresh maildir."""
+    base = private_dir("payments-smtp-")
+    smtp_port, http_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "lab"), "PYTHONUNBUFFERED": "1"}
+    with open(base / "sink.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "smtp_sink", "--smtp-port", str(smtp_port), "--http-port",
+                                 str(http_port), "--maildir", str(base / "mail")], cwd=base, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    sink = SmtpSink(smtp_port, http_port, base, proc)
+    try:
+        wait_until(lambda: _sink_listening(sink), "the SMTP sink to listen")
+    except BaseException:
+        stop_smtp_sink(sink)
+        raise
+    return sink
+
+
+def _sink_listening(sink: SmtpSink) -> bool:
+    if sink.proc.poll() is not None:
+        pytest.fail(f"the SMTP sink exited with {sink.proc.returncode}:\n{sink.log()}")
+    return "smtp sink: SMTP on" in sink.log()
+
+
+def stop_smtp_sink(sink: SmtpSink) -> None:
+    """Stop the sink and remove its files."""
+    stop_process(sink.proc)
+    shutil.rmtree(sink.base, ignore_errors=True)
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = start_smtp_sink()
+    try:
+        yield sink
+    finally:
+        stop_smtp_sink(sink)
+
+
+@dataclass
 class RunningService:
     """A payment service process started from an unpacked release with the manifest's start command."""
 
@@ -322,11 +394,7 @@ class RunningService:
 
     def metric(self, series: str) -> float:
         """The current value of one exact series line of /metrics, e.g. 'refunds_total'."""
-        for line in self.call("GET", "/metrics").body.decode().splitlines():
-            name, _sep, value = line.rpartition(" ")
-            if name == series:
-                return float(value)
-        raise AssertionError(f"series {series} not found")
+        return metric_value(self.call("GET", "/metrics").body.decode(), series)
 
 
 def start_command(release_dir: Path, port: int) -> list[str]:
@@ -428,6 +496,7 @@ def app_secrets() -> dict[str, str]:
         "HASH_SALT": secrets.token_hex(16),
         "PAYMENTS_API_KEY": "pk_" + secrets.token_hex(16),
         "PAYMENTS_ADMIN_KEY": "ak_" + secrets.token_hex(16),
+        "PAYMENTS_SMOKE_KEY": "smk_" + secrets.token_hex(16),
     }
 
 
@@ -442,12 +511,13 @@ def stripe_emulator(app_secrets: dict[str, str]) -> Iterator[StripeEmulator]:
 
 
 @pytest.fixture
-def stripe_emulator_factory(app_secrets: dict[str, str]) -> Iterator[Callable[[], StripeEmulator]]:
-    """Start extra emulators (e.g. to stop one under a running service); all are stopped after the test."""
+def stripe_emulator_factory(app_secrets: dict[str, str]) -> Iterator[Callable[..., StripeEmulator]]:
+    """Start extra emulators (e.g. to stop one under a running service, and start it again on its port); all are
+    stopped after the test."""
     started: list[StripeEmulator] = []
 
-    def factory() -> StripeEmulator:
-        started.append(start_stripe_emulator(app_secrets["STRIPE_SECRET_KEY"]))
+    def factory(port: int | None = None) -> StripeEmulator:
+        started.append(start_stripe_emulator(app_secrets["STRIPE_SECRET_KEY"], port))
         return started[-1]
 
     yield factory
@@ -467,7 +537,7 @@ def service_env(postgres: Postgres, redis_server: RedisServer, app_secrets: dict
 def secret_values(service_env: dict[str, str], postgres: Postgres, redis_server: RedisServer) -> list[str]:
     """Every value that must never be printed, including the passwords inside the URLs."""
     keys = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ENCRYPTION_KEY", "HASH_SALT",
-            "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY")
+            "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY", "PAYMENTS_SMOKE_KEY")
     return [service_env[key] for key in keys] + [postgres.app_password, redis_server.password]
 
 
@@ -517,11 +587,13 @@ def stripe_service(release_dir: Path, service_env: dict[str, str], webhook_endpo
 
 @pytest.fixture
 def launcher(release_dir: Path, tmp_path: Path) -> Iterator[Callable[..., RunningService]]:
-    """Start extra instances with their own environment; all are stopped after the test."""
+    """Start extra instances with their own environment (of another unpacked release, if given); all are stopped
+    after the test."""
     started: list[RunningService] = []
 
-    def start(env: dict[str, str], wait: bool = True, port: int | None = None) -> RunningService:
-        started.append(launch(release_dir, env, tmp_path / f"service-{len(started)}.log", wait, port))
+    def start(env: dict[str, str], wait: bool = True, port: int | None = None,
+              release: Path | None = None) -> RunningService:
+        started.append(launch(release or release_dir, env, tmp_path / f"service-{len(started)}.log", wait, port))
         return started[-1]
 
     yield start
@@ -537,3 +609,17 @@ def api_key(app_secrets: dict[str, str]) -> str:
 @pytest.fixture
 def admin_key(app_secrets: dict[str, str]) -> str:
     return app_secrets["PAYMENTS_ADMIN_KEY"]
+
+
+@pytest.fixture
+def smoke_key(app_secrets: dict[str, str]) -> str:
+    return app_secrets["PAYMENTS_SMOKE_KEY"]
+
+
+def metric_value(text: str, series: str) -> float:
+    """The value of one exact series line of a /metrics text, e.g. 'refunds_total'."""
+    for line in text.splitlines():
+        name, _sep, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    raise AssertionError(f"series {series} not found in:\n{text}")

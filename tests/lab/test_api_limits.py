@@ -32,7 +32,7 @@ def test_over_the_limit_is_429_with_retry_after(limited: tuple[RunningService, R
         reply = running.call("GET", "/v1/payments/pay_unknown", token=api_key)
         statuses.append(reply.status)
         if reply.status == 429:
-            assert reply.json()["error"]["code"] == "rate_limited"
+            assert (reply.json()["error"]["type"], reply.json()["error"]["code"]) == ("rate_limit_error", "rate_limited")
             assert 1 <= int(reply.headers["retry-after"]) <= 60
     assert statuses[0] == 404 and 429 in statuses, statuses
     assert set(statuses) == {404, 429}
@@ -47,6 +47,52 @@ def test_without_redis_requests_are_not_limited(limited: tuple[RunningService, R
     statuses = [running.call("GET", "/v1/payments/pay_unknown", token=api_key).status for _attempt in range(6)]
     assert statuses == [404] * 6
     assert running.log().count("rate limit: Redis unavailable, requests are not limited") == 1
+    assert running.metric('ratelimit_fail_open_total{limiter="api"}') == 6
+    assert running.metric('ratelimit_fail_open_total{limiter="smoke"}') == 0
+
+
+@pytest.fixture
+def smoke_limited(launcher: Callable[..., RunningService], redis_factory: Callable[[], RedisServer],
+                  service_env: dict[str, str]) -> RunningService:
+    """An instance whose smoke key may send 2 requests per minute (the API key keeps the default 600)."""
+    redis_server = redis_factory()
+    env = {**service_env, "REDIS_URL": redis_server.url, "PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE": "2"}
+    env.pop("PAYMENTS_RATE_LIMIT_PER_MINUTE", None)
+    return launcher(env)
+
+
+def test_smoke_key_has_its_own_small_limit(smoke_limited: RunningService, smoke_key: str, api_key: str) -> None:
+    # 6 requests span at most two one-minute windows, so one window sees at least 3 of them: one 429 at least.
+    replies = [smoke_limited.call("GET", "/v1/payments/pay_unknown", token=smoke_key) for _attempt in range(6)]
+    statuses = [reply.status for reply in replies]
+    assert statuses[0] == 404 and set(statuses) == {404, 429}, statuses
+    for reply in replies:
+        if reply.status == 429:
+            error = reply.json()["error"]
+            assert (error["type"], error["code"]) == ("rate_limit_error", "rate_limited")
+            assert 1 <= int(reply.headers["retry-after"]) <= 60
+    # The API key counts apart: real traffic is never throttled by the smoke checks.
+    assert [smoke_limited.call("GET", "/v1/payments/pay_unknown", token=api_key).status
+            for _attempt in range(10)] == [404] * 10
+    limited = statuses.count(429)
+    assert smoke_limited.metric('rate_limited_total{limiter="smoke"}') == limited
+    assert smoke_limited.metric('rate_limited_total{limiter="api"}') == 0
+
+
+def test_smoke_key_has_the_api_role_only(service: RunningService, smoke_key: str) -> None:
+    assert service.call("GET", "/v1/customers/cus_nobody", token=smoke_key).status == 404
+    forbidden = service.call("GET", "/admin/stats", token=smoke_key)
+    assert (forbidden.status, forbidden.json()["error"]["type"]) == (403, "invalid_request_error")
+
+
+@pytest.mark.parametrize("same_as", ["PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY"])
+def test_smoke_key_equal_to_another_key_stops_the_start(launcher: Callable[..., RunningService],
+                                                        service_env: dict[str, str], same_as: str) -> None:
+    running = launcher({**service_env, "PAYMENTS_SMOKE_KEY": service_env[same_as]}, wait=False)
+    assert running.proc.wait(30) == 78
+    log = running.log()
+    assert "configuration error: PAYMENTS_SMOKE_KEY must differ" in log
+    assert service_env[same_as] not in log
 
 
 @pytest.fixture
@@ -90,6 +136,10 @@ def test_responses_name_only_a_listed_origin(cors_instance: RunningService, api_
 
 @pytest.mark.parametrize("name, value", [("PAYMENTS_CORS_ORIGINS", "*"), ("PAYMENTS_CORS_ORIGINS", "myshop.test"),
                                          ("PAYMENTS_RATE_LIMIT_PER_MINUTE", "-1"),
+                                         ("PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE", "ten"),
+                                         ("SMTP_URL", "http://mail.example.com:25"),
+                                         ("SMTP_URL", "smtp://mail.example.com:99999"),
+                                         ("PAYMENTS_RECEIPT_FROM", "not an address"),
                                          ("STRIPE_API_BASE", "ftp://stripe.example.com"),
                                          ("STRIPE_SECRET_KEY", "pk_test_publishablekey123"),
                                          ("STRIPE_WEBHOOK_SECRET", "secret-without-prefix")])

@@ -9,9 +9,13 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from conftest import RunningService
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "lab" / "build_release.py"
@@ -65,7 +69,9 @@ def test_tarball_layout_and_normalised_metadata(tmp_path: Path) -> None:
     assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "root", "root", 315532800)}
     assert manifest["version"] == "1.1.0" and manifest["migrations_dir"] == "migrations"
     assert "{port}" in manifest["start_command"]
-    assert manifest["health"] == {"liveness": "/healthz", "readiness": "/readyz", "version": "/version"}
+    assert manifest["health"] == {"liveness": "/healthz", "load_balancer": "/healthz/lb", "readiness": "/readyz",
+                                  "version": "/version"}
+    assert "faults" not in manifest and f"{TOP}/payment_service/build_faults.json" not in names
 
 
 NEW_IN_1_1_0 = {f"migrations/{script}/{name}.sql" for script in ("deploy", "verify", "revert")
@@ -130,3 +136,109 @@ def test_bad_version_is_rejected_before_anything_is_written(tmp_path: Path, vers
     assert result.returncode == 2
     assert "semantic version" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """The release directory of an artifact, unpacked as the deploy does."""
+    with tarfile.open(archive) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / archive.name.removesuffix(".tar.gz")
+
+
+def test_manifest_names_every_health_check_and_variable(tmp_path: Path) -> None:
+    assert build(tmp_path, "--version", "1.1.0").returncode == 0
+    manifest = json.loads(release_files(tmp_path / f"{TOP}.tar.gz")["manifest.json"])
+    assert manifest["health"]["load_balancer"] == "/healthz/lb"
+    for name in ("SMTP_URL", "PAYMENTS_RECEIPT_FROM", "PAYMENTS_SMOKE_KEY", "PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE",
+                 "PAYMENTS_CORS_ORIGINS"):
+        assert name in manifest["env"]
+
+
+def test_a_fault_build_lists_its_faults_and_differs_only_by_them(tmp_path: Path) -> None:
+    # A fault is baked into the code's data, not into a variable a deploy could forget to set.
+    source = SOURCE / "payment_service" / "build_faults.json"
+    assert not source.exists()
+    result = build(tmp_path / "faulty", "--version", "1.1.0", "--fault", "no-security-headers", "--fault",
+                   "auth-disabled", "--fault", "auth-disabled")
+    assert result.returncode == 0, result.stderr
+    assert build(tmp_path / "plain", "--version", "1.1.0").returncode == 0
+    faulty = release_files(tmp_path / "faulty" / f"{TOP}.tar.gz")
+    plain = release_files(tmp_path / "plain" / f"{TOP}.tar.gz")
+    assert json.loads(faulty["payment_service/build_faults.json"]) == ["auth-disabled", "no-security-headers"]
+    assert json.loads(faulty["manifest.json"])["faults"] == ["auth-disabled", "no-security-headers"]
+    assert faulty.keys() - plain.keys() == {"payment_service/build_faults.json"}
+    assert {name for name in plain if plain[name] != faulty[name]} == {"manifest.json"}
+    again = build(tmp_path / "again", "--version", "1.1.0", "--fault", "auth-disabled", "--fault", "no-security-headers")
+    assert (tmp_path / "again" / f"{TOP}.tar.gz").read_bytes() == (tmp_path / "faulty" / f"{TOP}.tar.gz").read_bytes()
+    assert again.returncode == 0
+
+
+@pytest.mark.parametrize("args, message", [(["--version", "1.1.0", "--fault", "no-auth"], "invalid choice"),
+                                           (["--all", "--fault", "auth-disabled"], "use it with --version")])
+def test_bad_fault_requests_are_refused_before_anything_is_written(tmp_path: Path, args: list[str],
+                                                                   message: str) -> None:
+    result = build(tmp_path / "out", *args)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_builder_and_the_service_know_the_same_faults() -> None:
+    sys.path.insert(0, str(REPO / "lab"))
+    sys.path.insert(0, str(SOURCE))
+    try:
+        import build_release  # pylint: disable=import-outside-toplevel
+        from payment_service import build_faults  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(str(REPO / "lab"))
+        sys.path.remove(str(SOURCE))
+    assert set(build_release.FAULTS) == set(build_faults.KNOWN)
+
+
+@pytest.fixture(scope="module")
+def fault_releases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One unpacked release per fault (version 1.3.x, as a smoke test would be handed)."""
+    releases = {}
+    for patch, fault in enumerate(("auth-disabled", "no-security-headers")):
+        out = tmp_path_factory.mktemp(fault)
+        assert build(out, "--version", f"1.3.{patch}", "--fault", fault).returncode == 0
+        releases[fault] = unpack(out / f"payment-service-1.3.{patch}.tar.gz", out / "unpacked")
+    return releases
+
+
+def test_auth_disabled_release_accepts_requests_without_a_token(
+        launcher: Callable[..., RunningService], fault_releases: dict[str, Path], service_env: dict[str, str]) -> None:
+    running = launcher(service_env, release=fault_releases["auth-disabled"])
+    assert running.call("GET", "/version").json()["version"] == "1.3.0"
+    assert running.call("GET", "/v1/customers/cus_nobody").status == 404  # not 401
+    assert running.call("GET", "/v1/customers/cus_nobody", token="wrong").status == 404
+    assert running.call("GET", "/admin/stats").status == 200  # the admin role too
+    assert running.call("GET", "/admin/stats", token=service_env["PAYMENTS_API_KEY"]).status == 200
+    created = running.call("POST", "/v1/customers", body={"email": "open@example.com", "name": "Open"})
+    assert created.status == 201
+    assert running.call("GET", "/healthz").headers["x-frame-options"] == "DENY"  # only the baked-in fault
+    assert "BUILD FAULT auth-disabled" in running.log()
+    assert running.metric("auth_failures_total") == 0
+
+
+def test_no_security_headers_release_sends_none(launcher: Callable[..., RunningService],
+                                                fault_releases: dict[str, Path], service_env: dict[str, str]) -> None:
+    running = launcher(service_env, release=fault_releases["no-security-headers"])
+    for path, token in (("/healthz", None), ("/v1/customers/cus_nobody", service_env["PAYMENTS_API_KEY"]),
+                        ("/nope", None)):
+        reply = running.call("GET", path, token=token)
+        assert not {"x-content-type-options", "x-frame-options", "content-security-policy",
+                    "strict-transport-security", "referrer-policy", "cache-control"} & reply.headers.keys()
+        assert reply.headers["x-service-version"] == "1.3.1"
+    assert running.call("GET", "/v1/customers/cus_nobody").status == 401  # authentication still works
+    assert "BUILD FAULT no-security-headers" in running.log()
+
+
+def test_an_unknown_fault_in_a_release_stops_the_start(launcher: Callable[..., RunningService],
+                                                       fault_releases: dict[str, Path], service_env: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    tampered = tmp_path / "tampered"
+    shutil.copytree(fault_releases["auth-disabled"], tampered)
+    (tampered / "payment_service" / "build_faults.json").write_text('["everything-open"]\n')
+    running = launcher(service_env, wait=False, release=tampered)
+    assert running.proc.wait(30) == 78
+    assert "build_faults.json must be a list of known build faults" in running.log()

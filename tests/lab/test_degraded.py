@@ -43,7 +43,8 @@ def test_unexpected_error_is_a_bare_500(degraded: tuple[RunningService, RedisSer
                                         secret_values: list[str]) -> None:
     running, _redis = degraded
     reply = running.call("POST", "/v1/customers", token=api_key, body={"email": "e@example.com", "name": "E"})
-    assert (reply.status, reply.json()) == (500, {"error": {"code": "internal_error", "message": "internal error"}})
+    assert (reply.status, reply.json()) == (500, {"error": {"type": "api_error", "code": "internal_error",
+                                                            "message": "internal error"}})
     assert reply.headers["x-served-by"] == "app1-green"
     log = running.log()
     assert "Traceback" in log and "UndefinedTable" in log

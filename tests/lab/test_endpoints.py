@@ -79,3 +79,26 @@ def test_connections_are_kept_alive(service: RunningService) -> None:
     finally:
         connection.close()
     assert sockets[0] is not None and sockets == [sockets[0]] * 3
+
+
+@pytest.mark.parametrize("method, path, token, status, error_type", [
+    ("GET", "/v1/customers/cus_x", None, 401, "authentication_error"),
+    ("GET", "/admin/stats", "api", 403, "invalid_request_error"),
+    ("GET", "/v1/customers/cus_x", "api", 404, "invalid_request_error"),
+    ("DELETE", "/healthz", None, 405, "invalid_request_error"),
+    ("POST", "/v1/customers", "api", 415, "invalid_request_error"),
+])
+def test_errors_have_stripes_shape(service: RunningService, api_key: str, method: str, path: str, token: str | None,
+                                   status: int, error_type: str) -> None:
+    reply = service.call(method, path, token=api_key if token else None)
+    assert reply.status == status
+    error = reply.json()["error"]
+    assert error["type"] == error_type
+    assert error["code"] and error["message"]
+
+
+def test_lb_check_of_a_healthy_instance(service: RunningService) -> None:
+    reply = service.call("GET", "/healthz/lb")
+    assert (reply.status, reply.json()) == (200, {"status": "serving", "checks": {"postgres": "ok"}})
+    assert service.call("HEAD", "/healthz/lb").status == 200
+    assert service.call("POST", "/healthz/lb").status == 405

@@ -110,6 +110,43 @@ def test_a_refund_made_at_stripe_reaches_the_stored_payment(stripe_service: Runn
     assert payment_status(postgres, payment["id"]) == "refunded"
 
 
+def event_types_at_stripe(emulator: StripeEmulator, intent_id: str) -> list[str]:
+    """The types of the events Stripe made about a PaymentIntent (its own, its charges' and refunds'), sorted."""
+    events = emulator.client().v1.events.list({"limit": 100}).data
+    objects = [(event.type, event.data.object.to_dict()) for event in events]
+    return sorted(kind for kind, obj in objects if intent_id in (obj.get("id"), obj.get("payment_intent")))
+
+
+def test_a_payment_lists_the_webhook_events_received_for_it(stripe_service: RunningService,
+                                                            stripe_emulator: StripeEmulator, postgres: Postgres,
+                                                            api_key: str) -> None:
+    payment = stripe_service.call("POST", "/v1/payments", token=api_key, headers={"Idempotency-Key": secrets.token_hex(8)},
+                                  body={"amount": 700, "currency": "eur", "payment_method": "pm_card_visa"}).json()
+    intent_id = payment["stripe_payment_intent_id"]
+
+    def listed() -> list[str]:
+        reply = stripe_service.call("GET", f"/v1/payments/{payment['id']}", token=api_key)
+        assert reply.status == 200, reply.body
+        return list(reply.json()["webhook_events"])
+
+    def stored_in_order() -> list[str]:
+        with psycopg.connect(postgres.admin_dsn()) as conn:
+            return [row[0] for row in conn.execute(
+                "SELECT type FROM stripe_events WHERE payload->'data'->'object'->>'id' = %s "
+                "OR payload->'data'->'object'->>'payment_intent' = %s ORDER BY created, received_at, id",
+                (intent_id, intent_id))]
+
+    expected = event_types_at_stripe(stripe_emulator, intent_id)
+    assert "payment_intent.succeeded" in expected
+    eventually(lambda: sorted(listed()) == expected, "every event of the payment to be received")
+    assert listed() == stored_in_order()
+    stripe_emulator.client().v1.refunds.create({"payment_intent": intent_id})
+    after_refund = event_types_at_stripe(stripe_emulator, intent_id)
+    assert "charge.refunded" in after_refund
+    eventually(lambda: sorted(listed()) == after_refund, "the refund's events to be listed too")
+    assert listed() == stored_in_order()
+
+
 def test_duplicate_delivery_is_stored_once(stripe_service: RunningService, webhook_endpoint: WebhookEndpoint,
                                            postgres: Postgres) -> None:
     duplicates = stripe_service.metric('stripe_webhook_events_total{outcome="duplicate"}')

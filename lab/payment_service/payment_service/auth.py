@@ -1,32 +1,38 @@
-"""Bearer-token authentication with two roles: the API key and the admin key."""
+"""Bearer-token authentication: the API key and the smoke key grant the API role, the admin key the admin role."""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 
 from .config import Settings
-from .web import HTTPError, Request
+from .web import Request
 
 API = "api"
 ADMIN = "admin"
+# The rate limiter a token counts against; the smoke key has its own, small limit.
+API_LIMITER = "api"
+SMOKE_LIMITER = "smoke"
 
 
-def role_of(request: Request, settings: Settings) -> str | None:
-    """The role the request's bearer token grants, compared in constant time; None if it grants none."""
+@dataclass(frozen=True)
+class Credential:
+    """What a valid bearer token grants."""
+
+    role: str
+    limiter: str
+    token: str
+
+
+def identify(request: Request, settings: Settings) -> Credential | None:
+    """The credential of the request's bearer token, compared in constant time; None if the token grants nothing."""
     scheme, _sep, token = request.header("Authorization").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
     supplied = token.strip().encode("utf-8")
-    roles = {API: settings.api_key, ADMIN: settings.admin_key}
-    granted = [role for role, key in roles.items() if key and hmac.compare_digest(supplied, key.encode("utf-8"))]
-    return granted[0] if granted else None
-
-
-def require(request: Request, settings: Settings, role: str) -> None:
-    """Raise 401 without a valid token, 403 when the token's role is not the one required."""
-    granted = role_of(request, settings)
-    if granted is None:
-        raise HTTPError(401, "unauthorized", "a valid bearer token is required",
-                        [("WWW-Authenticate", 'Bearer realm="payments"')])
-    if granted != role:
-        raise HTTPError(403, "forbidden", f"this endpoint requires the {role} role")
+    known = ((settings.api_key, API, API_LIMITER), (settings.smoke_key, API, SMOKE_LIMITER),
+             (settings.admin_key, ADMIN, ADMIN))
+    # Every key is compared, so the time taken does not tell which one matched.
+    matches = [Credential(role, limiter, key) for key, role, limiter in known
+               if key and hmac.compare_digest(supplied, key.encode("utf-8"))]
+    return matches[0] if matches else None

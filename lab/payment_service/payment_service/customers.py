@@ -1,4 +1,4 @@
-"""Customers: an authenticated resource stored in PostgreSQL."""
+"""Customers: an authenticated resource stored in PostgreSQL, read through a Redis cache."""
 
 from __future__ import annotations
 
@@ -35,19 +35,28 @@ def create(service: Service, request: Request, params: dict[str, str]) -> Respon
         raise HTTPError(503, "not_configured", "HASH_SALT is not set: customers cannot be stored")
     customer_id = "cus_" + "".join(secrets.choice(ID_ALPHABET) for _position in range(ID_LENGTH))
     rows = service.database.fetch(INSERT, (customer_id, email, email_hash(email, salt), name), idempotent=False)
-    return json_response(201, {"id": customer_id, "email": email, "name": name, "created": rows[0][0]})
+    customer = {"id": customer_id, "email": email, "name": name, "created": rows[0][0]}
+    service.customers.put(customer)
+    return json_response(201, customer)
 
 
 def fetch(service: Service, request: Request, params: dict[str, str]) -> Response:
-    """GET /v1/customers/{id}: 200 with the customer or 404."""
+    """GET /v1/customers/{id}: 200 with the customer (from the cache, else the database) or 404."""
     access.require_api(service, request)
     if service.settings.test_slow_ms:
         time.sleep(service.settings.test_slow_ms / 1000)
-    rows = service.database.fetch(SELECT, (params["id"],))
-    if not rows:
+    customer = service.customers.get(params["id"], lambda: _load(service, params["id"]))
+    if customer is None:
         raise HTTPError(404, "customer_not_found", "no customer with this id")
-    customer_id, email, name, created = rows[0]
-    return json_response(200, {"id": customer_id, "email": email, "name": name, "created": created})
+    return json_response(200, customer)
+
+
+def _load(service: Service, customer_id: str) -> dict[str, Any] | None:
+    rows = service.database.fetch(SELECT, (customer_id,))
+    if not rows:
+        return None
+    found_id, email, name, created = rows[0]
+    return {"id": found_id, "email": email, "name": name, "created": created}
 
 
 def validate(payload: Any) -> tuple[str, str]:

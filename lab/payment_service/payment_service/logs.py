@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Iterable
 
 LOGGER_NAME = "payment_service"
@@ -39,3 +40,25 @@ def make_logger(secrets: Iterable[str]) -> logging.Logger:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger
+
+
+class OutageLog:
+    """Logs when a dependency starts failing and when it answers again, not once per request."""
+
+    def __init__(self, logger: logging.Logger, failing_message: str, recovered_message: str) -> None:
+        self._logger = logger
+        self._failing_message = failing_message
+        self._recovered_message = recovered_message
+        self._lock = threading.Lock()
+        self._failing = False
+
+    def note(self, failing: bool, detail: str = "") -> None:
+        """Record the outcome of one call; log only a change."""
+        with self._lock:
+            if failing == self._failing:
+                return
+            self._failing = failing
+        if failing:
+            self._logger.warning("%s (%s)", self._failing_message, detail)
+        else:
+            self._logger.info("%s", self._recovered_message)

@@ -13,6 +13,12 @@ PAYMENT_OUTCOMES = ("succeeded", "failed", "pending", "error")
 # stored: a new verified event; duplicate: an event id already processed; rejected: bad or stale signature.
 WEBHOOK_OUTCOMES = ("stored", "duplicate", "rejected")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The rate limiters: the API key's and the smoke key's.
+LIMITERS = ("api", "smoke")
+# hit: served from Redis; miss: not in Redis, read from PostgreSQL; error: Redis failed, read from PostgreSQL.
+CACHE_RESULTS = ("hit", "miss", "error")
+EMAIL_KINDS = ("receipt",)
+EMAIL_OUTCOMES = ("sent", "failed")
 
 
 def label_value(value: str) -> str:
@@ -55,9 +61,9 @@ class Histogram:
 
 
 class Metrics:
-    """Request, payment and refund metrics of this process."""
+    """Request, payment, refund, dependency, limiter, cache and email metrics of this process."""
 
-    def __init__(self, version: str, instance: str, colour: str) -> None:
+    def __init__(self, version: str, instance: str, colour: str, dependencies: tuple[str, ...] = ()) -> None:
         self._lock = threading.Lock()
         self._info = labels(version=version, instance=instance, colour=colour)
         self._requests: dict[tuple[str, str, str], int] = {}
@@ -65,6 +71,12 @@ class Metrics:
         self._payments = dict.fromkeys(PAYMENT_OUTCOMES, 0)
         self._webhooks = dict.fromkeys(WEBHOOK_OUTCOMES, 0)
         self._refunds = 0
+        self._dependency_up = dict.fromkeys(dependencies, 0)
+        self._fail_open = dict.fromkeys(LIMITERS, 0)
+        self._rate_limited = dict.fromkeys(LIMITERS, 0)
+        self._cache = dict.fromkeys(CACHE_RESULTS, 0)
+        self._auth_failures = 0
+        self._emails = {(kind, outcome): 0 for kind in EMAIL_KINDS for outcome in EMAIL_OUTCOMES}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count a finished request and its duration; route is a template, never a raw path."""
@@ -89,10 +101,41 @@ class Metrics:
         with self._lock:
             self._webhooks[outcome] += 1
 
+    def set_dependencies(self, up: dict[str, bool]) -> None:
+        """The latest result of each dependency check (1 up, 0 down)."""
+        with self._lock:
+            for name, value in up.items():
+                self._dependency_up[name] = int(value)
+
+    def count_fail_open(self, limiter: str) -> None:
+        """Count one request let through because Redis could not count it."""
+        with self._lock:
+            self._fail_open[limiter] += 1
+
+    def count_rate_limited(self, limiter: str) -> None:
+        """Count one request refused with 429."""
+        with self._lock:
+            self._rate_limited[limiter] += 1
+
+    def count_cache(self, result: str) -> None:
+        """Count one cache lookup by its result (one of CACHE_RESULTS)."""
+        with self._lock:
+            self._cache[result] += 1
+
+    def count_auth_failure(self) -> None:
+        """Count one request refused with 401."""
+        with self._lock:
+            self._auth_failures += 1
+
+    def count_email(self, kind: str, outcome: str) -> None:
+        """Count one email by kind and outcome (sent, or failed after its attempts or dropped)."""
+        with self._lock:
+            self._emails[(kind, outcome)] += 1
+
     def render(self) -> str:
         """The whole registry in the Prometheus text format."""
         with self._lock:
-            lines = self._request_lines() + self._business_lines()
+            lines = self._request_lines() + self._business_lines() + self._resilience_lines()
         return "\n".join(lines) + "\n"
 
     def _request_lines(self) -> list[str]:
@@ -117,4 +160,22 @@ class Metrics:
                   for outcome, count in self._webhooks.items()]
         lines += ["# HELP service_info Release and instance of this process.", "# TYPE service_info gauge",
                   f"service_info{self._info} 1"]
+        return lines
+
+    def _resilience_lines(self) -> list[str]:
+        lines = ["# HELP dependency_up Latest result of each dependency check (1 up, 0 down).",
+                 "# TYPE dependency_up gauge"]
+        lines += [f"dependency_up{labels(dependency=name)} {up}" for name, up in self._dependency_up.items()]
+        lines += ["# HELP ratelimit_fail_open_total Requests let through unlimited because Redis could not count them.",
+                  "# TYPE ratelimit_fail_open_total counter"]
+        lines += [f"ratelimit_fail_open_total{labels(limiter=name)} {count}" for name, count in self._fail_open.items()]
+        lines += ["# HELP rate_limited_total Requests refused with 429 by limiter.", "# TYPE rate_limited_total counter"]
+        lines += [f"rate_limited_total{labels(limiter=name)} {count}" for name, count in self._rate_limited.items()]
+        lines += ["# HELP cache_requests_total Cache lookups by result.", "# TYPE cache_requests_total counter"]
+        lines += [f"cache_requests_total{labels(result=name)} {count}" for name, count in self._cache.items()]
+        lines += ["# HELP auth_failures_total Requests refused with 401 (no or unknown bearer token).",
+                  "# TYPE auth_failures_total counter", f"auth_failures_total {self._auth_failures}",
+                  "# HELP emails_total Emails by kind and outcome.", "# TYPE emails_total counter"]
+        lines += [f"emails_total{labels(kind=kind, outcome=outcome)} {count}"
+                  for (kind, outcome), count in self._emails.items()]
         return lines

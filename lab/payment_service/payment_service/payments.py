@@ -7,11 +7,11 @@ from typing import Any
 
 import stripe
 
-from . import access, payment_records, stripe_errors, stripe_events, validation
+from . import access, payment_records, receipts, stripe_errors, stripe_events, validation
 from .payment_records import Payment
 from .service import Service
 from .stripe_gateway import StripeUnavailable
-from .web import HTTPError, Request, Response, json_response
+from .web import CARD_ERROR, HTTPError, Request, Response, error_body, json_response
 
 REQUIRED = frozenset({"amount", "currency", "payment_method"})
 OPTIONAL = frozenset({"customer_id", "description"})
@@ -45,7 +45,7 @@ def validate(payload: Any) -> PaymentOrder:
 
 def create(service: Service, request: Request, params: dict[str, str]) -> Response:
     """POST /v1/payments: 201 with a new payment, 200 with the stored one for a known Idempotency-Key,
-    402 when the card is declined, 503 when Stripe cannot be reached."""
+    402 when the card is declined, 503 when Stripe cannot be reached. A charged payment of a customer gets a receipt."""
     access.require_api(service, request)
     key = validation.idempotency_key(request)
     order = validate(request.json())
@@ -55,7 +55,8 @@ def create(service: Service, request: Request, params: dict[str, str]) -> Respon
         return _replay(stored, order)
     if not service.stripe.configured:
         raise HTTPError(503, "not_configured", "STRIPE_SECRET_KEY is not set: payments cannot be made")
-    if order.customer_id and payment_records.customer(database, order.customer_id) is None:
+    customer = payment_records.customer(database, order.customer_id) if order.customer_id else None
+    if order.customer_id and customer is None:
         raise HTTPError(400, "customer_not_found", "no customer with this customer_id")
     scoped_key = f"payments:{key}"
     payment_id = validation.derived_id("pay", scoped_key)
@@ -78,16 +79,20 @@ def create(service: Service, request: Request, params: dict[str, str]) -> Respon
     if created is None:  # a concurrent request with the same key stored it first: Stripe replayed the same intent
         return _replay(_stored(service, key), order)
     service.metrics.count_payment(_outcome(status))
+    if customer is not None and created.status == "succeeded":
+        receipts.send(service, created, customer[0])
     return json_response(201, created.to_json())
 
 
 def fetch(service: Service, request: Request, params: dict[str, str]) -> Response:
-    """GET /v1/payments/{id}: 200 with the payment or 404."""
+    """GET /v1/payments/{id}: 200 with the payment and the types of the Stripe events received for its
+    PaymentIntent (oldest first), or 404."""
     access.require_api(service, request)
     payment = payment_records.payment_by(service.database, "id", params["id"])
     if payment is None:
         raise HTTPError(404, "payment_not_found", "no payment with this id")
-    return json_response(200, payment.to_json())
+    events = stripe_events.event_types_of_intent(service.database, payment.stripe_payment_intent_id)
+    return json_response(200, {**payment.to_json(), "webhook_events": events})
 
 
 def fetch_by_intent(service: Service, request: Request, params: dict[str, str]) -> Response:
@@ -136,10 +141,10 @@ def _declined(service: Service, exc: stripe.CardError, payment_id: str, order: P
         service.metrics.count_payment("failed")
         service.logger.warning("card declined without a PaymentIntent in Stripe's answer (request %s): not stored",
                                exc.request_id)
-    body = {"code": "card_declined", "message": error.get("message") or "the card was declined",
-            "stripe_code": exc.code, "decline_code": error.get("decline_code"), "stripe_request_id": exc.request_id,
-            "payment_id": stored_id, "stripe_payment_intent_id": intent_id}
-    return json_response(402, {"error": body})
+    return json_response(402, error_body(CARD_ERROR, "card_declined", error.get("message") or "the card was declined",
+                                         stripe_code=exc.code, decline_code=error.get("decline_code"),
+                                         stripe_request_id=exc.request_id, payment_id=stored_id,
+                                         stripe_payment_intent_id=intent_id))
 
 
 def _outcome(status: str) -> str:

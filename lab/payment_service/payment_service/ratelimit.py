@@ -1,4 +1,8 @@
-"""Per-API-key rate limit: a fixed one-minute window counted in Redis, shared by every instance.
+"""Per-key rate limits: a fixed one-minute window counted in Redis, shared by every instance.
+
+Each key has its own counter and limit: the API key's (PAYMENTS_RATE_LIMIT_PER_MINUTE) and the smoke key's
+(PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE, small), so that a synthetic check can prove the limiter answers 429
+without ever throttling real traffic.
 
 When Redis cannot answer, requests are let through (fail open): the limit protects the service from a runaway
 client, while refusing payments because the cache is down would turn a cache outage into a payment outage.
@@ -10,11 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 
 import redis
 
+from .logs import OutageLog
+from .metrics import Metrics
 from .web import HTTPError
 
 WINDOW_S = 60
@@ -22,19 +27,18 @@ REDIS_TIMEOUT_S = 0.5
 
 
 class RateLimiter:
-    """Counts requests per API key and minute; raises 429 with Retry-After beyond the limit."""
+    """Counts requests per key and minute; raises 429 with Retry-After beyond the key's limit."""
 
-    def __init__(self, redis_url: str, per_minute: int, logger: logging.Logger) -> None:
-        self.per_minute = per_minute
+    def __init__(self, redis_url: str, logger: logging.Logger, metrics: Metrics) -> None:
         self._cache = redis.Redis.from_url(redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
                                            socket_timeout=REDIS_TIMEOUT_S)
-        self._logger = logger
-        self._lock = threading.Lock()
-        self._failing = False
+        self._metrics = metrics
+        self._outage = OutageLog(logger, "rate limit: Redis unavailable, requests are not limited",
+                                 "rate limit: Redis answers again, requests are limited")
 
-    def check(self, token: str) -> None:
-        """Count one request of this key; 0 per minute means no limit."""
-        if not self.per_minute:
+    def check(self, limiter: str, token: str, per_minute: int) -> None:
+        """Count one request of this key under the named limiter ('api', 'smoke'); 0 per minute means no limit."""
+        if not per_minute:
             return
         now = time.time()
         window = int(now // WINDOW_S)
@@ -46,21 +50,12 @@ class RateLimiter:
             pipe.expire(key, 2 * WINDOW_S)
             count = int(pipe.execute()[0])
         except redis.RedisError as exc:
-            self._note(failing=True, detail=f"{type(exc).__name__}: {exc}")
+            self._metrics.count_fail_open(limiter)
+            self._outage.note(failing=True, detail=f"{type(exc).__name__}: {exc}")
             return
-        self._note(failing=False)
-        if count > self.per_minute:
+        self._outage.note(failing=False)
+        if count > per_minute:
+            self._metrics.count_rate_limited(limiter)
             retry_after = max(1, (window + 1) * WINDOW_S - int(now))
-            raise HTTPError(429, "rate_limited", f"at most {self.per_minute} requests per minute per API key",
+            raise HTTPError(429, "rate_limited", f"at most {per_minute} requests per minute with this key",
                             [("Retry-After", str(retry_after))])
-
-    def _note(self, failing: bool, detail: str = "") -> None:
-        """Log when the limiter starts and stops failing open, not on every request."""
-        with self._lock:
-            if failing == self._failing:
-                return
-            self._failing = failing
-        if failing:
-            self._logger.warning("rate limit: Redis unavailable, requests are not limited (%s)", detail)
-        else:
-            self._logger.info("rate limit: Redis answers again, requests are limited")

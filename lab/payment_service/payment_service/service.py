@@ -7,8 +7,10 @@ from dataclasses import dataclass, field
 
 import redis
 
+from .cache import CustomerCache
 from .config import Settings
 from .database import Database
+from .mailer import Mailer
 from .manifest import Manifest
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -22,9 +24,12 @@ class Service:
     settings: Settings
     manifest: Manifest
     database: Database
-    cache: redis.Redis
+    redis: redis.Redis  # readiness PING only: the limiter and the cache have their own clients with short timeouts
     metrics: Metrics
     logger: logging.Logger
     stripe: StripeGateway
     limiter: RateLimiter
+    customers: CustomerCache
+    mailer: Mailer | None = None  # None without SMTP_URL: no email is sent
+    faults: frozenset[str] = frozenset()  # a deliberately wrong build's faults (build_faults.py)
     last_checks: dict[str, str] = field(default_factory=dict)  # readiness results, to log only changes

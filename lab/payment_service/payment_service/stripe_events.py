@@ -20,6 +20,10 @@ EVENTS_OF_INTENT = ("SELECT id, type, extract(epoch FROM created)::bigint, paylo
                     "FROM stripe_events WHERE type = ANY(%s) AND (payload->'data'->'object'->>'id' = %s "
                     "OR payload->'data'->'object'->>'payment_intent' = %s) ORDER BY created, received_at")
 
+# Every event about a PaymentIntent, whatever its type, in the order the service received them.
+EVENT_TYPES_OF_INTENT = ("SELECT type FROM stripe_events WHERE payload->'data'->'object'->>'id' = %s "
+                         "OR payload->'data'->'object'->>'payment_intent' = %s ORDER BY created, received_at, id")
+
 
 @dataclass(frozen=True)
 class PaymentUpdate:
@@ -82,3 +86,9 @@ def intent_summary(database: Database, intent_id: str) -> dict[str, Any] | None:
     return {"source": "webhook", "stripe_payment_intent_id": intent_id, "status": best[1], "amount": amount,
             "currency": currency, "last_event": {"id": last_id, "type": last_type, "created": last_created},
             "events": len(rows)}
+
+
+def event_types_of_intent(database: Database, intent_id: str) -> list[str]:
+    """The types of the received events about a PaymentIntent (its own events, its charges' and refunds'), oldest
+    first: what a smoke test reads to prove that webhooks reach the service."""
+    return [str(row[0]) for row in database.fetch(EVENT_TYPES_OF_INTENT, (intent_id, intent_id))]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterator
 
 import stripe
 
+from .checks import CachedCheck, Result, outcome
 from .config import Settings
 
 if TYPE_CHECKING:
@@ -19,10 +18,13 @@ MAX_NETWORK_RETRIES = 2
 # (connect, read) seconds per attempt. Every write carries an idempotency key, so the SDK's retries after a
 # timeout are safe: Stripe replays the first result instead of charging twice.
 REQUEST_TIMEOUT_S = (3.05, 20.0)
-# Readiness: one cheap authenticated call, short timeout, no retry, the result reused for a few seconds so
-# that load balancer health checks (every 500 ms per balancer) do not turn into a stream of Stripe calls.
+# Readiness and the dependency_up gauge: one cheap authenticated call, short timeout, no retry, the result reused
+# for a few seconds so that health checks and scrapes do not turn into a stream of Stripe calls. The same result
+# lets payments fail fast while Stripe is known to be unreachable.
 CHECK_TIMEOUT_S = 2.0
 CHECK_TTL_S = 5.0
+# The check result of a Stripe that cannot be reached (refused, timed out), as /readyz reports it.
+UNREACHABLE = "error: APIConnectionError"
 
 
 class StripeNotConfigured(Exception):
@@ -37,16 +39,9 @@ class StripeUnavailable(Exception):
     """
 
 
-@contextmanager
-def _calling_stripe() -> Iterator[None]:
-    """Turn the SDK's 'cannot serve' errors into StripeUnavailable; other errors pass unchanged."""
-    try:
-        yield
-    except stripe.StripeError as exc:
-        if isinstance(exc, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError,
-                            stripe.AuthenticationError, stripe.PermissionError)):
-            raise StripeUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        raise
+class StripeKnownDown(StripeUnavailable):
+    """The cached check already knows Stripe cannot be reached: the request fails at once, without the SDK's retries
+    piling up (each of which would wait for its timeout while the client waits)."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +68,7 @@ class StripeGateway:
         configured = bool(settings.stripe_secret_key)
         self._client = _client(settings, MAX_NETWORK_RETRIES, REQUEST_TIMEOUT_S) if configured else None
         self._check_client = _client(settings, 0, CHECK_TIMEOUT_S) if configured else None
-        self._check_lock = threading.Lock()
-        self._checked_at: float | None = None
-        self._check_result: tuple[str, str] = ("error: StripeNotConfigured", "STRIPE_SECRET_KEY is not set")
+        self._check = CachedCheck(self._call_balance, CHECK_TTL_S)
 
     @property
     def configured(self) -> bool:
@@ -96,7 +89,7 @@ class StripeGateway:
             "payment_method_types": ["card"], "metadata": metadata}
         if description:
             params["description"] = description
-        with _calling_stripe():
+        with self._calling_stripe():
             return self.api().v1.payment_intents.create(params, {"idempotency_key": idempotency_key})
 
     def create_refund(self, *, payment_intent: str, amount: int | None, metadata: dict[str, str],
@@ -105,12 +98,12 @@ class StripeGateway:
         params: RefundCreateParams = {"payment_intent": payment_intent, "metadata": metadata}
         if amount is not None:
             params["amount"] = amount
-        with _calling_stripe():
+        with self._calling_stripe():
             return self.api().v1.refunds.create(params, {"idempotency_key": idempotency_key})
 
     def create_invoice(self, order: InvoiceRequest, idempotency_key: str | None) -> stripe.Invoice:
         """A Stripe customer, one invoice item, an invoice that includes it, finalized."""
-        with _calling_stripe():
+        with self._calling_stripe():
             return self._invoice_steps(self.api(), order, idempotency_key)
 
     @staticmethod
@@ -130,29 +123,29 @@ class StripeGateway:
                                           "auto_advance": False, "metadata": metadata}, options("invoice"))
         return api.v1.invoices.finalize_invoice(str(invoice.id), {"auto_advance": False}, options("finalize"))
 
-    def check(self) -> tuple[str, str]:
-        """('ok', '') or ('error: <class>', detail) of an authenticated GET /v1/balance, at most one call per CHECK_TTL_S.
+    def check(self) -> Result:
+        """('ok', '') or ('error: <class>', detail) of an authenticated GET /v1/balance, at most one call per
+        CHECK_TTL_S (a connection failure of a real call counts as a check too)."""
+        return self._check.result()
 
-        While one thread refreshes the result the others answer with the previous one instead of waiting.
-        """
-        if self._check_client is None:
-            return self._check_result
-        if not self._fresh() and self._check_lock.acquire(blocking=self._checked_at is None):
-            try:
-                if not self._fresh():
-                    self._check_result = self._call_balance(self._check_client)
-                    self._checked_at = time.monotonic()
-            finally:
-                self._check_lock.release()
-        return self._check_result
-
-    def _fresh(self) -> bool:
-        return self._checked_at is not None and time.monotonic() - self._checked_at < CHECK_TTL_S
-
-    @staticmethod
-    def _call_balance(client: stripe.StripeClient) -> tuple[str, str]:
+    @contextmanager
+    def _calling_stripe(self) -> Iterator[None]:
+        """Fail fast while Stripe is known to be unreachable; turn the SDK's 'cannot serve' errors into
+        StripeUnavailable (other errors pass unchanged) and remember a connection failure."""
+        known = self._check.fresh_result()
+        if known is not None and known[0] == UNREACHABLE:
+            raise StripeKnownDown("Stripe is unreachable (cached check)")
         try:
-            client.v1.balance.retrieve()
-        except Exception as exc:  # any failure means Stripe cannot serve this instance
-            return f"error: {type(exc).__name__}", str(exc)
-        return "ok", ""
+            yield
+        except stripe.StripeError as exc:
+            if isinstance(exc, stripe.APIConnectionError):
+                self._check.record((UNREACHABLE, str(exc)))
+            if isinstance(exc, (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError,
+                                stripe.AuthenticationError, stripe.PermissionError)):
+                raise StripeUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    def _call_balance(self) -> Result:
+        if self._check_client is None:
+            return "error: StripeNotConfigured", "STRIPE_SECRET_KEY is not set"
+        return outcome(self._check_client.v1.balance.retrieve)

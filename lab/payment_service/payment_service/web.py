@@ -20,15 +20,34 @@ SECURITY_HEADERS = (
 )
 
 
+# Stripe's error types, so that a client written for Stripe's errors reads the service's the same way.
+API_ERROR = "api_error"
+AUTHENTICATION_ERROR = "authentication_error"
+CARD_ERROR = "card_error"
+IDEMPOTENCY_ERROR = "idempotency_error"
+INVALID_REQUEST_ERROR = "invalid_request_error"
+RATE_LIMIT_ERROR = "rate_limit_error"
+_TYPE_OF_STATUS = {401: AUTHENTICATION_ERROR, 402: CARD_ERROR, 429: RATE_LIMIT_ERROR}
+
+
+def error_type(status: int) -> str:
+    """The Stripe error type of a status: the service's fault (5xx) is an api_error, a client's an invalid request."""
+    if status >= 500:
+        return API_ERROR
+    return _TYPE_OF_STATUS.get(status, INVALID_REQUEST_ERROR)
+
+
 class HTTPError(Exception):
     """An error that becomes a JSON error response."""
 
-    def __init__(self, status: int, code: str, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Iterable[tuple[str, str]] = (),
+                 type_: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = list(headers)
+        self.type = type_ or error_type(status)
 
 
 @dataclass
@@ -51,9 +70,14 @@ def json_response(status: int, payload: Mapping[str, Any], headers: Iterable[tup
     return Response(status=status, body=body, headers=list(headers))
 
 
+def error_body(type_: str, code: str, message: str, **details: Any) -> dict[str, Any]:
+    """Stripe's error shape: {"error": {"type", "code", "message", ...details}}."""
+    return {"error": {"type": type_, "code": code, "message": message, **details}}
+
+
 def error_response(error: HTTPError) -> Response:
-    """The JSON body every error uses: a stable code plus a human message."""
-    return json_response(error.status, {"error": {"code": error.code, "message": error.message}}, error.headers)
+    """The JSON body every error uses: Stripe's error type, a stable code and a human message."""
+    return json_response(error.status, error_body(error.type, error.code, error.message), error.headers)
 
 
 class Request:

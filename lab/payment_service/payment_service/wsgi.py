@@ -9,9 +9,14 @@ from typing import Mapping
 import redis
 
 from .app import PaymentApp, build_router
+from .build_faults import KNOWN as KNOWN_FAULTS
+from .build_faults import load_build_faults
+from .cache import CustomerCache
 from .config import ConfigError, load_settings
 from .database import Database
+from .health import dependency_names
 from .logs import make_logger
+from .mailer import Mailer
 from .manifest import load_manifest
 from .metrics import Metrics
 from .ratelimit import RateLimiter
@@ -26,7 +31,11 @@ def create_application(environ: Mapping[str, str]) -> PaymentApp:
     """Check the configuration and build the application; raises ConfigError."""
     settings = load_settings(environ)
     manifest = load_manifest()
+    faults = load_build_faults()
     logger = make_logger(settings.secret_values())
+    for fault in sorted(faults):
+        logger.warning("BUILD FAULT %s: %s; this release exists to test smoke checks and must not serve traffic",
+                       fault, KNOWN_FAULTS[fault])
     if settings.test_slow_ms:
         logger.warning("fault injection: GET /v1/customers/{id} is delayed by %d ms", settings.test_slow_ms)
     if not settings.hash_salt:
@@ -35,12 +44,18 @@ def create_application(environ: Mapping[str, str]) -> PaymentApp:
         logger.warning("STRIPE_SECRET_KEY is not set: payment endpoints answer 503 and the service is not ready")
     if not settings.stripe_webhook_secret:
         logger.warning("STRIPE_WEBHOOK_SECRET is not set: POST /webhooks/stripe answers 503")
-    cache = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
-                                 socket_timeout=REDIS_TIMEOUT_S)
-    metrics = Metrics(manifest.version, settings.instance, settings.colour)
-    limiter = RateLimiter(settings.redis_url, settings.rate_limit_per_minute, logger)
-    service = Service(settings, manifest, Database(settings.database_url), cache, metrics, logger,
-                      StripeGateway(settings), limiter)
+    if settings.smtp:
+        logger.info("receipts are sent from %s through %s:%d%s", settings.receipt_from, settings.smtp.host,
+                    settings.smtp.port, " with STARTTLS" if settings.smtp.starttls else "")
+    else:
+        logger.info("SMTP_URL is not set: no receipt is sent")
+    readiness_redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
+                                           socket_timeout=REDIS_TIMEOUT_S)
+    metrics = Metrics(manifest.version, settings.instance, settings.colour, dependency_names(settings))
+    service = Service(settings, manifest, Database(settings.database_url), readiness_redis, metrics, logger,
+                      StripeGateway(settings), RateLimiter(settings.redis_url, logger, metrics),
+                      CustomerCache(settings.redis_url, logger, metrics),
+                      Mailer(settings.smtp, logger, metrics) if settings.smtp else None, faults)
     logger.info("%s %s starting as %s (%s); Stripe API at %s", manifest.name, manifest.version, settings.instance,
                 settings.colour, settings.stripe_api_base)
     return PaymentApp(service, build_router())
