@@ -94,3 +94,30 @@ def staged_releases(lab) -> None:
             run = run_playbook("deploy.yml", "-e", f"release_version={version}", "-e", "deploy_environment=staging")
             assert run.rc == 0, f"staging deploy of {version} failed"
             assert passed_staging(lab, version)
+
+
+def lab_log_excerpt(state_dir: Path, lines: int = 40) -> str:
+    """The load balancer's server state changes and the app hosts' warnings: what a failed run needs to be explained."""
+    parts = []
+    haproxy = state_dir / "var" / "log" / "supervisor" / "haproxy.log"
+    if haproxy.exists():
+        changes = [line for line in haproxy.read_text(errors="replace").splitlines()
+                   if line.startswith("[WARNING]") and " is " in line]
+        parts.append("haproxy server state changes:\n" + "\n".join(changes[-lines:]))
+    for log in sorted(state_dir.glob("hosts/*/var/log/payments/*.log")):
+        noteworthy = [line for line in log.read_text(errors="replace").splitlines()
+                      if "WARNING" in line or "ERROR" in line or "Traceback" in line or "Worker" in line]
+        if noteworthy:
+            parts.append(f"{log.relative_to(state_dir)}:\n" + "\n".join(noteworthy[-lines // 4:]))
+    return "\n\n".join(parts)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        state_dir = Path(os.environ.get("PAYMENTS_LAB_DIR", REPO / ".lab"))
+        excerpt = lab_log_excerpt(state_dir)
+        if excerpt:
+            report.sections.append(("lab logs", excerpt))
