@@ -17,7 +17,6 @@ import yaml
 
 NAME = "payment-service"
 DEFAULT_SOURCE = Path(__file__).resolve().parent / "payment_service"
-DEFAULT_VERSIONS = ("1.0.0", "1.1.0")
 INCLUDED = ("payment_service", "gunicorn.conf.py", "migrations")
 EXCLUDED_PARTS = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
@@ -33,9 +32,14 @@ ENV = ["DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"
        "HASH_SALT", "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY", "PAYMENTS_RATE_LIMIT_PER_MINUTE", "PAYMENTS_CORS_ORIGINS",
        "PAYMENTS_SMOKE_KEY", "PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE", "SMTP_URL", "PAYMENTS_RECEIPT_FROM"]
 HEALTH = {"liveness": "/healthz", "load_balancer": "/healthz/lb", "readiness": "/readyz", "version": "/version"}
-# Deliberately wrong builds, to prove that smoke checks catch them (the service reads build_faults.json at start).
-FAULTS = ("auth-disabled", "no-security-headers")
+# Deliberately wrong builds, to prove that smoke checks (or, for payment-regression, only the bake window's analysis
+# of real traffic) catch them; the service reads build_faults.json at start.
+FAULTS = ("auth-disabled", "no-security-headers", "payment-regression")
 FAULTS_FILE = "payment_service/build_faults.json"
+# The releases the lab builds (--all): version to faults. 1.1.1 passes every health check and the smoke test's small
+# payments, but fails every 5th payment of 10.00 or more.
+LAB_BUILDS: dict[str, tuple[str, ...]] = {"1.0.0": (), "1.1.0": (), "1.1.1": ("payment-regression",)}
+DEFAULT_VERSIONS = tuple(LAB_BUILDS)
 
 
 def manifest(version: str, faults: tuple[str, ...] = ()) -> bytes:
@@ -202,7 +206,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--version", type=semver, help="release version X.Y.Z")
-    which.add_argument("--all", action="store_true", help=f"build the lab versions {', '.join(DEFAULT_VERSIONS)}")
+    lab = ", ".join(version + "".join(f" ({fault})" for fault in faults) for version, faults in LAB_BUILDS.items())
+    which.add_argument("--all", action="store_true", help=f"build the lab releases: {lab}")
     parser.add_argument("--output-dir", type=Path, required=True, help="directory for the artifacts")
     parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="service source directory")
     parser.add_argument("--fault", action="append", choices=FAULTS, default=[],
@@ -216,9 +221,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Build the requested versions and print one JSON line per artifact."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    faults = tuple(sorted(set(args.fault)))
-    for version in DEFAULT_VERSIONS if args.all else (args.version,):
-        print(json.dumps(build(args.source.resolve(), version, args.output_dir, faults)), flush=True)
+    builds = LAB_BUILDS if args.all else {args.version: tuple(args.fault)}
+    for version, faults in builds.items():
+        print(json.dumps(build(args.source.resolve(), version, args.output_dir, tuple(sorted(set(faults))))),
+              flush=True)
     return 0
 
 

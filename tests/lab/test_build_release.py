@@ -78,15 +78,37 @@ NEW_IN_1_1_0 = {f"migrations/{script}/{name}.sql" for script in ("deploy", "veri
                 for name in ("0003_payments_description", "0004_payments_created_at_index")}
 
 
-def test_all_builds_the_lab_versions_that_differ_only_by_version(tmp_path: Path) -> None:
-    result = build(tmp_path, "--all")
+def test_all_builds_the_lab_releases_that_differ_only_by_version_and_faults(tmp_path: Path) -> None:
+    result = build(tmp_path / "all", "--all")
     assert result.returncode == 0, result.stderr
     built = [json.loads(line) for line in result.stdout.splitlines()]
     names = [Path(item["path"]).name for item in built]
-    assert names == ["payment-service-1.0.0.tar.gz", "payment-service-1.1.0.tar.gz"]
-    old, new = (release_files(tmp_path / name) for name in names)
+    assert names == [f"payment-service-{version}.tar.gz" for version in lab_builds()]
+    assert names == ["payment-service-1.0.0.tar.gz", "payment-service-1.1.0.tar.gz", "payment-service-1.1.1.tar.gz"]
+    old, new, regression = (release_files(tmp_path / "all" / name) for name in names)
     assert new.keys() - old.keys() == NEW_IN_1_1_0 and not old.keys() - new.keys()
     assert {name for name in old if old[name] != new[name]} == {"manifest.json", "migrations/plan.yml"}
+    assert regression.keys() - new.keys() == {"payment_service/build_faults.json"}
+    assert {name for name in new if new[name] != regression[name]} == {"manifest.json", "migrations/plan.yml"}
+    assert yaml.safe_load(regression["migrations/plan.yml"]) == yaml.safe_load(new["migrations/plan.yml"])
+    assert json.loads(regression["manifest.json"])["faults"] == ["payment-regression"]
+    assert json.loads(regression["payment_service/build_faults.json"]) == ["payment-regression"]
+    # --all builds what --version with the same faults builds, byte for byte.
+    for version, faults in lab_builds().items():
+        single = build(tmp_path / version, "--version", version, *(arg for fault in faults for arg in ("--fault", fault)))
+        assert single.returncode == 0, single.stderr
+        archive = f"payment-service-{version}.tar.gz"
+        assert (tmp_path / version / archive).read_bytes() == (tmp_path / "all" / archive).read_bytes()
+
+
+def lab_builds() -> dict[str, tuple[str, ...]]:
+    """build_release.LAB_BUILDS, as the lab reads it."""
+    sys.path.insert(0, str(REPO / "lab"))
+    try:
+        import build_release  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.remove(str(REPO / "lab"))
+    return dict(build_release.LAB_BUILDS)
 
 
 def test_each_release_ships_the_migrations_up_to_its_version(tmp_path: Path) -> None:

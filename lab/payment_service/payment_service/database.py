@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+import time
+from typing import TYPE_CHECKING, Any, Sequence
 
 import psycopg
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 CONNECT_TIMEOUT_S = 2
 STATEMENT_TIMEOUT_MS = 5000
@@ -14,12 +18,25 @@ STATEMENT_TIMEOUT_MS = 5000
 class Database:
     """Runs single statements in autocommit mode on the calling thread's connection."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, metrics: Metrics | None = None) -> None:
         self._url = url
         self._local = threading.local()
+        self._metrics = metrics
 
-    def fetch(self, sql: str, params: Sequence[Any] = (), *, idempotent: bool = True) -> list[tuple[Any, ...]]:
-        """Rows of one statement; an idempotent one is retried once when a reused connection had gone stale."""
+    def fetch(self, sql: str, params: Sequence[Any] = (), *, idempotent: bool = True,
+              operation: str | None = None) -> list[tuple[Any, ...]]:
+        """Rows of one statement; its duration is recorded by operation (the statement's first keyword unless given),
+        failed attempts included."""
+        started = time.monotonic()
+        try:
+            return self._fetch(sql, params, idempotent)
+        finally:
+            if self._metrics is not None:
+                self._metrics.observe_db(operation or sql.lstrip().split(maxsplit=1)[0].lower(),
+                                         time.monotonic() - started)
+
+    def _fetch(self, sql: str, params: Sequence[Any], idempotent: bool) -> list[tuple[Any, ...]]:
+        """An idempotent statement is retried once when a reused connection had gone stale."""
         connection, reused = self._connection()
         try:
             with connection.cursor() as cursor:
@@ -30,12 +47,12 @@ class Database:
                 raise
             self._local.connection = None
             if reused and idempotent:
-                return self.fetch(sql, params, idempotent=idempotent)
+                return self._fetch(sql, params, idempotent)
             raise
 
     def ping(self) -> None:
         """Raise unless the server answers SELECT 1."""
-        self.fetch("SELECT 1")
+        self.fetch("SELECT 1", operation="ping")
 
     def close(self) -> None:
         """Close the calling thread's connection, if any (a command that ends closes it cleanly)."""

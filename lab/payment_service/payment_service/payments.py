@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 import stripe
 
 from . import access, payment_records, receipts, stripe_errors, stripe_events, validation
+from .build_faults import InjectedFailure
 from .payment_records import Payment
 from .service import Service
 from .stripe_gateway import StripeUnavailable
@@ -49,6 +51,19 @@ def create(service: Service, request: Request, params: dict[str, str]) -> Respon
     access.require_api(service, request)
     key = validation.idempotency_key(request)
     order = validate(request.json())
+    try:
+        return _create(service, key, order)
+    except (HTTPError, StripeUnavailable):  # a refusal, or Stripe down (counted where the call failed)
+        raise
+    except psycopg.OperationalError:  # app.py answers 503
+        service.metrics.count_payment("error", order.amount, "backend_unavailable")
+        raise
+    except Exception:  # app.py answers 500: the service's own failure is a failed payment too
+        service.metrics.count_payment("error", order.amount, "internal_error")
+        raise
+
+
+def _create(service: Service, key: str, order: PaymentOrder) -> Response:
     database = service.database
     stored = payment_records.payment_by(database, "idempotency_key", key)
     if stored is not None:
@@ -58,6 +73,8 @@ def create(service: Service, request: Request, params: dict[str, str]) -> Respon
     customer = payment_records.customer(database, order.customer_id) if order.customer_id else None
     if order.customer_id and customer is None:
         raise HTTPError(400, "customer_not_found", "no customer with this customer_id")
+    if service.regression is not None and service.regression.strikes(order.amount):
+        raise InjectedFailure("payment-regression: a payment of 10.00 or more failed before Stripe was called")
     scoped_key = f"payments:{key}"
     payment_id = validation.derived_id("pay", scoped_key)
     metadata = {"payment_id": payment_id, **({"customer_id": order.customer_id} if order.customer_id else {})}
@@ -68,17 +85,17 @@ def create(service: Service, request: Request, params: dict[str, str]) -> Respon
     except stripe.CardError as exc:
         return _declined(service, exc, payment_id, order, key)
     except (stripe.IdempotencyError, stripe.InvalidRequestError) as exc:
-        service.metrics.count_payment("error")
+        service.metrics.count_payment("error", order.amount, "stripe_rejected")
         return stripe_errors.rejected(exc)
     except StripeUnavailable:
-        service.metrics.count_payment("error")
+        service.metrics.count_payment("error", order.amount, "stripe_unavailable")
         raise
     status = "failed" if intent.status in FAILED_STATUSES else str(intent.status)
     created = payment_records.insert_payment(database, payment_id, str(intent.id), order.customer_id, order.amount,
                                              order.currency, status, key)
     if created is None:  # a concurrent request with the same key stored it first: Stripe replayed the same intent
         return _replay(_stored(service, key), order)
-    service.metrics.count_payment(_outcome(status))
+    service.metrics.count_payment(_outcome(status), order.amount, _decline_code(intent))
     if customer is not None and created.status == "succeeded":
         receipts.send(service, created, customer[0])
     return json_response(201, created.to_json())
@@ -131,20 +148,28 @@ def _declined(service: Service, exc: stripe.CardError, payment_id: str, order: P
     intent = error.get("payment_intent") or {}
     intent_id = intent.get("id") if isinstance(intent, dict) else None
     stored_id = None
+    reason = error.get("decline_code") or exc.code
     if isinstance(intent_id, str) and intent_id:
         created = payment_records.insert_payment(service.database, payment_id, intent_id, order.customer_id,
                                                  order.amount, order.currency, "failed", key)
         if created is not None:
-            service.metrics.count_payment("failed")
+            service.metrics.count_payment("failed", order.amount, reason)
         stored_id = payment_id
     else:
-        service.metrics.count_payment("failed")
+        service.metrics.count_payment("failed", order.amount, reason)
         service.logger.warning("card declined without a PaymentIntent in Stripe's answer (request %s): not stored",
                                exc.request_id)
     return json_response(402, error_body(CARD_ERROR, "card_declined", error.get("message") or "the card was declined",
                                          stripe_code=exc.code, decline_code=error.get("decline_code"),
                                          stripe_request_id=exc.request_id, payment_id=stored_id,
                                          stripe_payment_intent_id=intent_id))
+
+
+def _decline_code(intent: Any) -> str | None:
+    """The issuer's decline code of an intent that failed without a CardError (its last_payment_error), if any."""
+    error = getattr(intent, "last_payment_error", None)
+    code = getattr(error, "decline_code", None) or getattr(error, "code", None)
+    return code if isinstance(code, str) else None
 
 
 def _outcome(status: str) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from .build_faults import PaymentRegression
 from .cache import CustomerCache
 from .config import Settings
 from .database import Database
@@ -32,4 +33,5 @@ class Service:
     customers: CustomerCache
     mailer: Mailer | None = None  # None without SMTP_URL: no email is sent
     faults: frozenset[str] = frozenset()  # a deliberately wrong build's faults (build_faults.py)
+    regression: PaymentRegression | None = None  # only in a build with the payment-regression fault
     last_checks: dict[str, str] = field(default_factory=dict)  # readiness results, to log only changes

@@ -34,6 +34,16 @@ def receive(service: Service, request: Request, params: dict[str, str]) -> Respo
     except HTTPError:
         service.metrics.count_webhook("rejected")
         raise
+    try:
+        return _process(service, event, event_id, event_type, livemode, created, payload)
+    except Exception:  # answered 503 or 500 by app.py: Stripe delivers the event again
+        service.metrics.count_webhook("error")
+        raise
+
+
+def _process(service: Service, event: dict[str, Any], event_id: str, event_type: str, livemode: bool, created: int,
+             payload: str) -> Response:
+    """Store the event once, apply it to its payment and mark it processed; a duplicate is answered at once."""
     database = service.database
     if not stripe_events.store(database, event_id, event_type, livemode, created, payload) \
             and stripe_events.processed(database, event_id):

@@ -10,7 +10,7 @@ import redis
 
 from .app import PaymentApp, build_router
 from .build_faults import KNOWN as KNOWN_FAULTS
-from .build_faults import load_build_faults
+from .build_faults import PAYMENT_REGRESSION, PaymentRegression, load_build_faults
 from .cache import CustomerCache
 from .config import ConfigError, load_settings
 from .database import Database
@@ -52,10 +52,11 @@ def create_application(environ: Mapping[str, str]) -> PaymentApp:
     readiness_redis = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S,
                                            socket_timeout=REDIS_TIMEOUT_S)
     metrics = Metrics(manifest.version, settings.instance, settings.colour, dependency_names(settings))
-    service = Service(settings, manifest, Database(settings.database_url), readiness_redis, metrics, logger,
+    service = Service(settings, manifest, Database(settings.database_url, metrics), readiness_redis, metrics, logger,
                       StripeGateway(settings), RateLimiter(settings.redis_url, logger, metrics),
                       CustomerCache(settings.redis_url, logger, metrics),
-                      Mailer(settings.smtp, logger, metrics) if settings.smtp else None, faults)
+                      Mailer(settings.smtp, logger, metrics) if settings.smtp else None, faults,
+                      PaymentRegression() if PAYMENT_REGRESSION in faults else None)
     logger.info("%s %s starting as %s (%s); Stripe API at %s", manifest.name, manifest.version, settings.instance,
                 settings.colour, settings.stripe_api_base)
     return PaymentApp(service, build_router())
