@@ -4,17 +4,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 COLLECTION_LINK := .cache/collections/ansible_collections/payments/deploy
-DEBIAN_PACKAGES := haproxy redis-server shellcheck
+DEBIAN_PACKAGES := haproxy redis-server shellcheck prometheus prometheus-alertmanager
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit \
+.PHONY: help venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit rules \
 	integration e2e clean
 
 help:
 	@echo "make demo   set up, start the lab, deploy 1.1.0 and show the result"
 	@echo "make test   set up and run the whole test suite (lint, sanity, unit, integration, e2e)"
-	@echo "make lint | sanity | unit | integration | e2e | lab-up | lab-down | lab-status | clean"
+	@echo "make lint | sanity | unit | rules | integration | e2e | lab-up | lab-down | lab-status | clean"
 
 $(VENV)/.installed: requirements-dev.txt requirements.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \
@@ -71,6 +71,11 @@ sanity: venv $(GET_PIP_CACHE)
 unit: venv collection
 	$(PY) -m pytest tests/unit -q
 
+# The alert rules' unit tests (promtool comes with Debian's prometheus package).
+rules: system-packages
+	promtool check rules roles/monitoring/files/payments.rules.yml
+	promtool test rules tests/promtool/*_test.yml
+
 # One pytest run per suite: each suite's conftest is its own. The smoke suite runs against the lab's staging
 # release, so it runs with the end-to-end tests (which start the lab and deploy staging).
 LAB_SUITES := tests/integration/smoke/
@@ -84,7 +89,7 @@ e2e: lab-up
 	$(PY) -m pytest tests/e2e -q
 	$(PY) -m pytest $(LAB_SUITES) -q
 
-test: lint sanity unit integration e2e
+test: lint sanity unit rules integration e2e
 
 clean: lab-down
 	rm -rf .cache tests/output

@@ -23,11 +23,12 @@ REPO = Path(__file__).resolve().parent.parent
 LAB_SRC = REPO / "lab"
 INVENTORY = REPO / "inventories" / "lab"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-DEFAULT_VERSIONS = ("1.0.0", "1.1.0")
 STRIPE_ACCOUNT = "acct_1PaymentsLab0001"
 DATABASES = ("payments", "payments_staging")
 BACKUP_BUCKET = "payments-backups"
-LAB_PROGRAMS = ("postgres", "redis", "stripe", "smtp", "s3", "artifacts", "haproxy")  # besides one per app host
+LAB_PROGRAMS = ("postgres", "redis", "stripe", "smtp", "s3", "artifacts", "haproxy",
+                "prometheus", "alertmanager", "alert-receiver")  # besides one per app host
+ENVIRONMENT_GROUPS = {"production": "production_app", "staging": "staging_app"}
 
 
 def state_dir() -> Path:
@@ -42,11 +43,12 @@ def load_topology() -> dict:
     """Ports and hosts come from the lab inventory, so the servers and the inventory agree."""
     hosts = yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"]["children"]
     settings = yaml.safe_load((INVENTORY / "group_vars" / "all" / "lab.yml").read_text())
+    monitoring = yaml.safe_load((INVENTORY / "group_vars" / "all" / "monitoring.yml").read_text())
     apps = {}
     for group in ("production_app", "staging_app"):
         for name, hostvars in hosts[group]["hosts"].items():
             apps[name] = {"group": group, "ports": hostvars["payments_colour_ports"]}
-    return {"ports": settings["lab_ports"], "apps": apps, "lb": next(iter(hosts["loadbalancers"]["hosts"]))}
+    return {"ports": {**settings["lab_ports"], **monitoring["lab_monitoring_ports"]}, "apps": apps, "lb": next(iter(hosts["loadbalancers"]["hosts"]))}
 
 
 def ensure_secrets(state: Path) -> dict:
@@ -278,6 +280,7 @@ def render_lab_supervisor(state: Path, topo: dict, creds: dict, keep_haproxy_cfg
                     f" --directory {state / 'artifacts'}", logs, priority="10")
     conf += program("haproxy", f"/usr/sbin/haproxy -W -db -f {render_haproxy(state, topo, keep_haproxy_cfg)}", logs,
                     priority="20", stopsignal="USR1")
+    conf += monitoring_programs(state, topo, logs)
     for host in topo["apps"]:
         conf += program(f"host-{host}", f"{bindir / 'supervisord'} -c {render_app_host(state, host)}", logs,
                         priority="30", stopwaitsecs="60")
@@ -287,6 +290,93 @@ def render_lab_supervisor(state: Path, topo: dict, creds: dict, keep_haproxy_cfg
     return path
 
 
+def monitoring_paths(state: Path) -> dict[str, Path]:
+    """The lab's monitoring files: the same layout as the monitoring role's settings in inventories/lab."""
+    root = state / "monitoring"
+    return {"root": root, "prometheus": root / "prometheus", "config": root / "prometheus" / "prometheus.yml",
+            "rules": root / "prometheus" / "rules", "targets": root / "prometheus" / "targets" / "payments",
+            "tsdb": root / "prometheus" / "data", "alertmanager": root / "alertmanager",
+            "alertmanager_config": root / "alertmanager" / "alertmanager.yml", "receiver_log": root / "alerts.jsonl"}
+
+
+def colour_release(port: int) -> str:
+    """The release a colour runs (its /version), or "unknown" when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/version", timeout=2) as answer:
+            return str(json.load(answer).get("version") or "unknown")
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def initial_targets(topo: dict, environment: str) -> list[dict]:
+    """One file_sd target group per colour of each app host of the environment (the role's targets.json.j2)."""
+    return [{"targets": [f"127.0.0.1:{port}"],
+             "labels": {"environment": environment, "colour": colour, "host": host, "release": colour_release(port)}}
+            for host, app in topo["apps"].items() if app["group"] == ENVIRONMENT_GROUPS[environment]
+            for colour, port in sorted(app["ports"].items())]
+
+
+def prometheus_config(state: Path, topo: dict) -> dict:
+    """The first prometheus.yml: what the monitoring role renders with the lab inventory's settings."""
+    paths, ports = monitoring_paths(state), topo["ports"]
+    return {
+        "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s"},
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}]}]},
+        "rule_files": [f"{paths['rules']}/*.rules.yml"],
+        "scrape_configs": [
+            {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{ports['prometheus']}"]}]},
+            {"job_name": "payments", "metrics_path": "/metrics", "scheme": "http",
+             "file_sd_configs": [{"files": [f"{paths['targets']}/*.json"]}]},
+        ],
+    }
+
+
+def alertmanager_config(topo: dict) -> str:
+    """Every alert goes to the lab's receiver, within about a second of reaching Alertmanager."""
+    return yaml.safe_dump({
+        "route": {"receiver": "lab", "group_by": ["alertname", "environment"], "group_wait": "1s",
+                  "group_interval": "5s", "repeat_interval": "1h"},
+        "receivers": [{"name": "lab", "webhook_configs": [
+            {"url": f"http://127.0.0.1:{topo['ports']['alert_receiver']}/alerts", "send_resolved": True}]}],
+    }, sort_keys=False)
+
+
+def render_monitoring(state: Path, topo: dict) -> bool:
+    """Write the monitoring files. prometheus.yml and the targets are written only when missing: the monitoring role
+    owns them afterwards (its rules, the release labels of each deploy). alertmanager.yml is the lab's own and is
+    rewritten. Returns whether alertmanager.yml changed."""
+    paths = monitoring_paths(state)
+    for key in ("rules", "targets", "tsdb", "alertmanager"):
+        paths[key].mkdir(parents=True, exist_ok=True)
+    if not paths["config"].exists():
+        paths["config"].write_text("# Written by labctl; the payments.deploy.monitoring role owns it from its first run.\n"
+                                   + yaml.safe_dump(prometheus_config(state, topo), sort_keys=False))
+    for environment in ENVIRONMENT_GROUPS:
+        targets = paths["targets"] / f"{environment}.json"
+        if not targets.exists():
+            targets.write_text(json.dumps(initial_targets(topo, environment), indent=2) + "\n")
+    config = alertmanager_config(topo)
+    changed = not paths["alertmanager_config"].exists() or paths["alertmanager_config"].read_text() != config
+    if changed:
+        paths["alertmanager_config"].write_text(config)
+    return changed
+
+
+def monitoring_programs(state: Path, topo: dict, logs: Path) -> str:
+    """Prometheus (HTTP reload enabled), Alertmanager (no cluster) and the webhook receiver, on loopback."""
+    paths, ports = monitoring_paths(state), topo["ports"]
+    conf = program("prometheus", f"/usr/bin/prometheus --config.file={paths['config']}"
+                   f" --storage.tsdb.path={paths['tsdb']} --storage.tsdb.retention.time=2d"
+                   f" --web.listen-address=127.0.0.1:{ports['prometheus']} --web.enable-lifecycle", logs, priority="15")
+    conf += program("alertmanager", f"/usr/bin/prometheus-alertmanager --config.file={paths['alertmanager_config']}"
+                    f" --storage.path={paths['alertmanager'] / 'data'}"
+                    f" --web.listen-address=127.0.0.1:{ports['alertmanager']} --cluster.listen-address=", logs,
+                    priority="15")
+    conf += program("alert-receiver", f"{venv_bin() / 'python'} -m alert_receiver --port {ports['alert_receiver']}"
+                    f" --log {paths['receiver_log']}", logs, priority="10", environment=f'PYTHONPATH="{LAB_SRC}"')
+    return conf
+
+
 def build_artifacts(state: Path, source: Path = build_release.DEFAULT_SOURCE) -> list[str]:
     """Build the lab's releases, and build them again when the service's source (or the builder) changed since:
     builds are reproducible, so an artifact (or checksum file) that differs from a fresh build is stale.
@@ -294,14 +384,14 @@ def build_artifacts(state: Path, source: Path = build_release.DEFAULT_SOURCE) ->
     out = state / "artifacts"
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for version in DEFAULT_VERSIONS:
+    for version, faults in build_release.LAB_BUILDS.items():
         tarball = out / f"{build_release.NAME}-{version}.tar.gz"
         checksum = tarball.with_name(tarball.name + ".sha256")
-        expected = hashlib.sha256(build_release.artifact(source, version)).hexdigest()
+        expected = hashlib.sha256(build_release.artifact(source, version, faults)).hexdigest()
         current = hashlib.sha256(tarball.read_bytes()).hexdigest() if tarball.exists() else ""
         recorded = checksum.read_text() if checksum.exists() else ""
         if current != expected or recorded != f"{expected}  {tarball.name}\n":
-            build_release.build(source, version, out)
+            build_release.build(source, version, out, faults)
             written.append(version)
     return written
 
@@ -359,6 +449,9 @@ def endpoints(state: Path, topo: dict) -> dict:
         "artifacts_url": f"http://127.0.0.1:{ports['artifacts']}",
         "smtp_url": f"smtp://127.0.0.1:{ports['smtp']}",
         "mailbox_url": f"http://127.0.0.1:{ports['mailbox']}",
+        "prometheus_url": f"http://127.0.0.1:{ports['prometheus']}",
+        "alertmanager_url": f"http://127.0.0.1:{ports['alertmanager']}",
+        "alert_receiver_url": f"http://127.0.0.1:{ports['alert_receiver']}",
         "haproxy_admin_socket": str(lb_root / "run" / "haproxy" / "admin.sock"),
         "haproxy_map_file": str(lb_root / "etc" / "haproxy" / "colours.map"),
         "secrets_file": str(state / "secrets.json"),
@@ -383,6 +476,7 @@ def cmd_up(_args: argparse.Namespace) -> int:
         print(f"labctl: HAProxy keeps its configuration: {', '.join(outdated)} run(s) a release without /healthz/lb; "
               "deploy releases built from this source (or start afresh with 'labctl down --purge'), then run "
               "'labctl up' again")
+    reload_alertmanager = render_monitoring(state, topo) and running
     conf = render_lab_supervisor(state, topo, creds, keep_haproxy_cfg=bool(outdated))
     if running:
         supervisorctl(state, "update")
@@ -405,6 +499,12 @@ def cmd_up(_args: argparse.Namespace) -> int:
     wait_for("artifacts", lambda: http_ok(f"http://127.0.0.1:{ports['artifacts']}/"))
     wait_for("smtp sink", lambda: http_ok(f"http://127.0.0.1:{ports['mailbox']}/health"))
     wait_for("haproxy", lambda: Path(endpoints(state, topo)["haproxy_admin_socket"]).exists())
+    wait_for("prometheus", lambda: http_ok(f"http://127.0.0.1:{ports['prometheus']}/-/ready"))
+    wait_for("alertmanager", lambda: http_ok(f"http://127.0.0.1:{ports['alertmanager']}/-/ready"))
+    wait_for("alert receiver", lambda: http_ok(f"http://127.0.0.1:{ports['alert_receiver']}/health"))
+    if reload_alertmanager:
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{ports['alertmanager']}/-/reload",
+                                                      method="POST"), timeout=10).close()
     for host in topo["apps"]:
         wait_for(f"supervisor of {host}", lambda h=host: (state / "hosts" / h / "run" / "supervisor.sock").exists())
     create_databases(state, topo, creds)

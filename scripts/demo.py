@@ -1,7 +1,8 @@
 """The demo: deploy the reference payment service through staging to production on the lab, then show the result.
 
-Deploys 1.0.0 first when nothing is live, then 1.1.0 (staging, then production), and ends with the live
-version, colour and URL of each environment and how long each phase took.
+Deploys 1.0.0 first when nothing is live, then 1.1.0 (staging, then production: with customer traffic running, so
+that the bake after the switch judges real payments), and ends with the live version, colour and URL of each
+environment, the bake's verdict with its figures, and how long each phase took.
 """
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "lab"))
+
+from customer_traffic import CustomerTraffic  # noqa: E402  pylint: disable=wrong-import-position
+
 BIN = REPO / ".venv" / "bin"
 ENVIRONMENTS = ("staging", "production")
 
@@ -56,13 +61,38 @@ def last_deploy_summary(state_dir: str, environment: str) -> str:
     return f"{record['release_from'] or '-'} -> {record['release_to']}; {gate_text}; " + "; ".join(smoke)
 
 
-def deploy(version: str, environment: str, timings: list[dict]) -> None:
-    print(f"\n=== deploy {version} to {environment} ===", flush=True)
+def bake_summary(state_dir: str, environment: str) -> list[str]:
+    """The bake's verdict from the journal: each metric's phase, last value and condition."""
+    path = Path(state_dir) / "hosts" / "lb1" / "var" / "lib" / "payments" / "journal" / environment / "last-deploy.json"
+    bake = json.loads(path.read_text()).get("bake") if path.exists() else None
+    if not bake:
+        return [f"{environment:12} no bake (nothing was switched, or deploy_bake was off)"]
+    lines = [f"{environment:12} {bake['phase']} in {bake.get('duration', 0):.1f} s ({bake.get('queries_sent')} queries)"]
+    for metric in bake.get("metrics", []):
+        last = (metric.get("measurements") or [{}])[-1]
+        condition = metric.get("failure_condition") or metric.get("success_condition") or ""
+        lines.append(f"{'':12}   {metric['name']:16} {metric['phase']:12} last {last.get('value')!s:24} "
+                     f"(fails when {condition}; traffic {last.get('traffic')})")
+    return lines
+
+
+def deploy(version: str, environment: str, timings: list[dict], traffic: CustomerTraffic | None = None) -> None:
+    print(f"\n=== deploy {version} to {environment}{' (bake under customer traffic)' if traffic else ''} ===",
+          flush=True)
+    bake = ["-e", "deploy_bake=true"] if traffic else []
     with tempfile.NamedTemporaryFile(suffix=".json") as report:
         env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "PAYMENTS_PHASE_TIMINGS_FILE": report.name}
-        done = subprocess.run([str(BIN / "ansible-playbook"), str(REPO / "playbooks" / "deploy.yml"),
-                               "-e", f"release_version={version}", "-e", f"deploy_environment={environment}"],
-                              cwd=REPO, env=env, check=False)
+        if traffic:
+            traffic.start()
+        try:
+            done = subprocess.run([str(BIN / "ansible-playbook"), str(REPO / "playbooks" / "deploy.yml"),
+                                   "-e", f"release_version={version}", "-e", f"deploy_environment={environment}",
+                                   *bake], cwd=REPO, env=env, check=False)
+        finally:
+            if traffic:
+                summary = traffic.stop()["payments"]
+                print(f"customer traffic: {summary['attempted']} payments, {summary['succeeded']} succeeded, "
+                      f"failed by status {summary['failed_by_status'] or 'none'}")
         if done.returncode != 0:
             sys.exit(f"demo: the deploy of {version} to {environment} failed (exit {done.returncode}): see above")
         figures = json.loads(Path(report.name).read_text())
@@ -73,11 +103,20 @@ def main() -> int:
     status = lab_status()
     urls = {"staging": status["staging_url"], "production": status["production_url"]}
     timings: list[dict] = []
+    print("\n=== monitoring: scrape targets, alert rules, dashboard ===", flush=True)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
+    if subprocess.run([str(BIN / "ansible-playbook"), str(REPO / "playbooks" / "monitoring.yml")], cwd=REPO, env=env,
+                      check=False).returncode != 0:
+        sys.exit("demo: installing the monitoring failed: see above")
     for environment in ENVIRONMENTS:
         if live_version(urls[environment]) is None:
             deploy("1.0.0", environment, timings)
     for environment in ENVIRONMENTS:
-        deploy("1.1.0", environment, timings)
+        traffic = None
+        if environment == "production":
+            api_key = json.loads(Path(status["secrets_file"]).read_text())["api_key"]
+            traffic = CustomerTraffic(urls[environment], api_key, rate=5, duration=300, max_payments=1500)
+        deploy("1.1.0", environment, timings, traffic)
 
     colours = map_colours(status["haproxy_map_file"])
     print("\n=== result ===")
@@ -88,6 +127,9 @@ def main() -> int:
     print("\n=== last deploy of each environment (from its journal) ===")
     for environment in ENVIRONMENTS:
         print(f"{environment:12} {last_deploy_summary(status['state_dir'], environment)}")
+    print("\n=== bake after the switch (from the journal) ===")
+    for line in bake_summary(status["state_dir"], "production"):
+        print(line)
     print("\n=== phase timings (seconds) ===")
     for run in timings:
         phases = ", ".join(f"{p['phase']}: {p['seconds']:.1f}" for p in run["phases"])

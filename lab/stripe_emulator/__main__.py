@@ -104,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         emulator.worker.stop()
         server.server_close()
-        with store.lock:
-            store.save()
+        store.save(force=True)
     return 0
 
 

@@ -26,6 +26,10 @@ STATE_VERSION = 1
 IDEMPOTENCY_TTL_S = 24 * 3600
 
 
+# Writes closer together than this are saved together (a stop saves at once: nothing is lost but to SIGKILL).
+SAVE_INTERVAL_S = 1.0
+
+
 def random_token(length: int) -> str:
     return "".join(secrets.choice(ALPHABET) for _unused in range(length))
 
@@ -59,6 +63,8 @@ class Store:
         self.settings = settings
         self.lock = threading.RLock()
         self.wakeup = threading.Condition(self.lock)
+        self._last_write = 0.0
+        self._flush_pending = False
         self.data = empty_state()
         if settings.state_file and settings.state_file.exists():
             loaded = json.loads(settings.state_file.read_text(encoding="utf-8"))
@@ -132,11 +138,34 @@ class Store:
                                                "request_id": request_id, "at": time.time()}
 
     # persistence --------------------------------------------------------------------------------------------------
-    def save(self) -> None:
+    def save(self, force: bool = False) -> None:
+        """Persist the state: at once when the last write is older than SAVE_INTERVAL_S (or force), else once that
+        interval has passed. Every write rewrites the whole file while holding the lock that requests need, so a
+        burst of writes (a smoke test's payments) saved one by one stalled every other request, health checks too."""
+        if self.settings.state_file is None:
+            return
+        with self.lock:
+            wait = self._last_write + SAVE_INTERVAL_S - time.monotonic()
+            if force or wait <= 0:
+                self._write()
+                return
+            if not self._flush_pending:
+                self._flush_pending = True
+                timer = threading.Timer(wait, self._flush)
+                timer.daemon = True
+                timer.start()
+
+    def _flush(self) -> None:
+        with self.lock:
+            if self._flush_pending:
+                self._write()
+
+    def _write(self) -> None:
         """Write the state atomically (temp file, fsync, rename); mode 0600 since it holds webhook secrets."""
         path = self.settings.state_file
-        if path is None:
-            return
+        assert path is not None
+        self._flush_pending = False
+        self._last_write = time.monotonic()
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:

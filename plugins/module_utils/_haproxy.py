@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import re
 import socket
+import time
 import typing as t
 
 from ansible_collections.payments.deploy.plugins.module_utils._files import write_text_atomic  # noqa: F401 (re-exported)
@@ -295,3 +296,75 @@ class HAProxyRuntime:
     def backend_servers(self, backend: str) -> dict[str, str] | None:
         """``{server: status}`` of a backend, None when HAProxy has no such backend."""
         return servers_of(self.show_stat(), backend)
+
+
+# --- the flip, as a function (the same steps as haproxy_switch: set or add, read back, persist, undo on failure) ---
+
+
+class MapFlipError(Exception):
+    """A flip that did not complete; the message says what became of the runtime value."""
+
+    def __init__(self, message: str, cause: HAProxyRuntimeError | None = None, restored: bool = True) -> None:
+        self.message = message if cause is None else f"{message}: {cause.describe()}"
+        self.cause = cause
+        self.restored = restored  # False when HAProxy may still serve the new value
+        super().__init__(self.message)
+
+
+def restore_runtime_value(runtime: HAProxyRuntime, map_path: str, key: str, previous: str | None) -> tuple[bool, str]:
+    """Put the runtime value of ``key`` back to ``previous`` (remove it when None); (worked, a sentence saying so)."""
+    try:
+        if previous is None:
+            runtime.del_map_value(map_path, key)
+        else:
+            runtime.set_map_value(map_path, key, previous)
+    except HAProxyRuntimeError as exc:
+        return False, f"setting the runtime value back to {previous} FAILED too ({exc.describe()}): fix it by hand"
+    if previous is None:
+        return True, f"removed {key} from the runtime map again, as it was"
+    return True, f"set the runtime value back to {previous}, so traffic still routes to {previous}"
+
+
+def flip_runtime_value(runtime: HAProxyRuntime, map_path: str, key: str, value: str, previous: str | None) -> float:
+    """Set (or add) ``key`` in the runtime map, read it back; return the epoch when HAProxy accepted it.
+
+    Raises MapFlipError when HAProxy refused it (nothing changed) or serves something else afterwards (set back).
+    """
+    try:
+        if previous is None:
+            runtime.add_map_value(map_path, key, value)
+        else:
+            runtime.set_map_value(map_path, key, value)
+    except HAProxyRuntimeError as exc:
+        raise MapFlipError(f"switching {key} to {value} failed, nothing changed", exc) from exc
+    switched_at = time.time()
+    try:
+        served = runtime.show_map(map_path).get(key)
+    except HAProxyRuntimeError as exc:
+        restored, how = restore_runtime_value(runtime, map_path, key, previous)
+        raise MapFlipError(f"switched {key} to {value} but could not read it back; {how}", exc, restored) from exc
+    if served != value:
+        restored, how = restore_runtime_value(runtime, map_path, key, previous)
+        raise MapFlipError(f"HAProxy accepted the change but serves {key} -> {served}, not {value}; {how}",
+                           restored=restored)
+    return switched_at
+
+
+def persist_map_value(map_path: str, file_text: str | None, runtime_map: t.Mapping[str, str], key: str, value: str) -> None:
+    """Rewrite the map file with ``key`` -> ``value``, keeping its comments and other keys; a missing file is rebuilt
+    from what HAProxy serves. Raises OSError or UnicodeError when it cannot be written."""
+    base = file_text if file_text is not None else render_map_text(runtime_map)
+    write_text_atomic(map_path, replace_map_value(base, key, value))
+
+
+def backend_rows(rows: t.Iterable[t.Mapping[str, str]], backend: str) -> dict[str, t.Mapping[str, str]] | None:
+    """``{server: its show stat row}`` for ``backend`` (status, addr, check_status, ...); None when it does not exist."""
+    servers: dict[str, t.Mapping[str, str]] = {}
+    found = False
+    for row in rows:
+        if row.get("pxname") != backend:
+            continue
+        found = True
+        if row.get("svname") not in ("FRONTEND", "BACKEND"):
+            servers[row["svname"]] = row
+    return servers if found else None

@@ -37,7 +37,7 @@ def artifact_digests(state: Path) -> dict[str, str]:
 def test_artifacts_are_rebuilt_only_when_the_source_changed(labctl: ModuleType, tmp_path: Path) -> None:
     state, source = tmp_path / "state", tmp_path / "src"
     shutil.copytree(SOURCE, source, ignore=shutil.ignore_patterns("__pycache__"))
-    assert labctl.build_artifacts(state, source) == ["1.0.0", "1.1.0"]
+    assert labctl.build_artifacts(state, source) == ["1.0.0", "1.1.0", "1.1.1"]
     first = artifact_digests(state)
     assert labctl.build_artifacts(state, source) == []  # same source: nothing written
     assert artifact_digests(state) == first
@@ -47,7 +47,7 @@ def test_artifacts_are_rebuilt_only_when_the_source_changed(labctl: ModuleType, 
 
     with (source / "payment_service" / "health.py").open("a") as module:
         module.write("\n# a change of the service\n")
-    assert labctl.build_artifacts(state, source) == ["1.0.0", "1.1.0"]
+    assert labctl.build_artifacts(state, source) == ["1.0.0", "1.1.0", "1.1.1"]
     changed = artifact_digests(state)
     assert not set(changed.values()) & set(first.values())
     fresh = tmp_path / "fresh"

@@ -77,3 +77,21 @@ def test_payments_answer_503_while_stripe_is_down_then_recover(
     assert replies[-1].status == 201, replies[-1].body
     assert {reply.status for reply in replies[:-1]} <= {503}
     eventually(lambda: running.call("GET", "/readyz").status == 200, "readyz to see Stripe back")
+
+
+def test_a_slow_stripe_check_is_not_ready_but_does_not_refuse_payments(
+        launcher: Callable[..., RunningService], stripe_emulator_factory: Callable[..., StripeEmulator],
+        service_env: dict[str, str], api_key: str) -> None:
+    emulator = stripe_emulator_factory()
+    running = launcher({**service_env, "STRIPE_API_BASE": emulator.url})
+    # The readiness check's GET /v1/balance answers after its 2 s timeout: Stripe is slow, not unreachable.
+    emulator.admin("POST", "/_emulator/faults", {"kind": "latency", "latency_ms": 3000, "method": "GET",
+                                                 "path_prefix": "/v1/balance", "count": 1})
+    time.sleep(5.2)  # let the check's cached result expire, so that the next /readyz asks Stripe
+    ready = running.call("GET", "/readyz")
+    assert ready.status == 503 and ready.json()["checks"]["stripe"] == "error: Timeout", ready.body
+    assert running.metric('dependency_up{dependency="stripe"}') == 0
+    # A payment right after still goes to Stripe (its own timeout and retries) and succeeds.
+    paid = pay(running, api_key, "slow-check-" + secrets.token_hex(6))
+    assert paid.status == 201, paid.body
+    assert emulator.requests("POST", "/v1/payment_intents")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import stripe
 
-from .checks import CachedCheck, Result, outcome
+from .checks import OK, CachedCheck, Result
 from .config import Settings
 
 if TYPE_CHECKING:
@@ -23,8 +23,11 @@ REQUEST_TIMEOUT_S = (3.05, 20.0)
 # lets payments fail fast while Stripe is known to be unreachable.
 CHECK_TIMEOUT_S = 2.0
 CHECK_TTL_S = 5.0
-# The check result of a Stripe that cannot be reached (refused, timed out), as /readyz reports it.
+# The check result of a Stripe that cannot be reached (refused, reset, no connection in time), as /readyz reports it:
+# payments fail fast while it is fresh.
 UNREACHABLE = "error: APIConnectionError"
+# Connected but no answer within CHECK_TIMEOUT_S: not ready, but no reason to refuse payments without trying.
+SLOW = "error: Timeout"
 
 
 class StripeNotConfigured(Exception):
@@ -148,4 +151,14 @@ class StripeGateway:
     def _call_balance(self) -> Result:
         if self._check_client is None:
             return "error: StripeNotConfigured", "STRIPE_SECRET_KEY is not set"
-        return outcome(self._check_client.v1.balance.retrieve)
+        try:
+            self._check_client.v1.balance.retrieve()
+        except stripe.APIConnectionError as exc:
+            # Connected, then no answer within the check's short timeout: Stripe is slow, not unreachable. Not ready
+            # (and dependency_up 0), but payments still try, with their own longer timeout and retries.
+            if type(exc.__cause__).__name__ == "ReadTimeout":  # the SDK's HTTP client (requests or httpx)
+                return SLOW, str(exc)
+            return UNREACHABLE, str(exc)
+        except Exception as exc:  # any other failure means Stripe cannot serve this instance
+            return f"error: {type(exc).__name__}", str(exc)
+        return OK, ""
