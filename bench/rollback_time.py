@@ -1,13 +1,16 @@
 """Benchmark of rollback.yml's time to traffic on the lab: from the start of ``ansible-playbook`` to the first
 response of the previous release through the production frontend, under load.
 
-Not a test: it prints figures. Each run deploys --new (so that the journal's last deploy replaced --old), starts a
+Not a test: it prints figures. The first run deploys --new (so that the journal's last deploy replaced --old); each
+later run puts traffic forward again on the new colour through HAProxy's runtime API (the state right after that
+deploy: same journal, both colours running; the first rollback already reverted the deploy's migrations), unless
+--redeploy asks for a full deploy each time. Each run starts a
 load generator on ``/version`` through the production frontend, starts ``rollback.yml`` and reads, from the load
 generator's samples, when the first request sent after the start was answered by --old. It also reports how long
 the whole playbook ran and how many requests failed during the rollback. The lab must be up with both releases
 staged (``make lab-up``; the e2e tests deploy staging).
 
-Usage: .venv/bin/python bench/rollback_time.py [--runs 5] [--old 1.0.0] [--new 1.1.0] [--json FILE]
+Usage: .venv/bin/python bench/rollback_time.py [--runs 5] [--old 1.0.0] [--new 1.1.0] [--redeploy] [--json FILE]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,8 +50,29 @@ def finish(process: subprocess.Popen, what: str) -> str:
     return output
 
 
-def one_run(frontend: str, old: str, new: str) -> dict:
-    finish(playbook("deploy.yml", "-e", f"release_version={new}"), f"deploy of {new}")
+def flip_forward(status: dict, colour: str, key: str = "production") -> None:
+    """Put the environment back on the colour the last deploy switched to: the runtime map and the map file."""
+    with socket.socket(socket.AF_UNIX) as admin:
+        admin.connect(status["haproxy_admin_socket"])
+        admin.sendall(f"set map {status['haproxy_map_file']} {key} {colour}\n".encode())
+        admin.recv(4096)
+    path = Path(status["haproxy_map_file"])
+    lines = [f"{key} {colour}" if line.split()[:1] == [key] else line for line in path.read_text().splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def last_deploy(status: dict, environment: str = "production") -> dict:
+    path = Path(status["state_dir"]) / "hosts" / "lb1" / "var" / "lib" / "payments" / "journal" / environment
+    return json.loads((path / "last-deploy.json").read_text())
+
+
+def one_run(status: dict, old: str, new: str, redeploy: bool) -> dict:
+    frontend = status["production_url"]
+    record = last_deploy(status)
+    if redeploy or (record["release_from"], record["release_to"]) != (old, new):
+        finish(playbook("deploy.yml", "-e", f"release_version={new}"), f"deploy of {new}")
+    else:
+        flip_forward(status, record["colour_to"])
     gen = LoadGenerator(frontend + "/version", concurrency=4, duration=120, max_requests=100000, pause=0.002)
     with gen:
         time.sleep(1.0)  # steady traffic on the new release before the rollback starts
@@ -69,13 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--old", default="1.0.0", help="the release the rollback goes back to")
     parser.add_argument("--new", default="1.1.0", help="the release deployed before each rollback")
+    parser.add_argument("--redeploy", action="store_true", help="a full deploy of --new before every run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="no deploy at all: the journal's last deploy already replaced --old with --new")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    frontend = lab_status()["production_url"]
-    finish(playbook("deploy.yml", "-e", f"release_version={args.old}"), f"deploy of {args.old}")
+    status = lab_status()
+    if not args.reuse:
+        finish(playbook("deploy.yml", "-e", f"release_version={args.old}"), f"deploy of {args.old}")
     runs = []
     for number in range(1, args.runs + 1):
-        run = one_run(frontend, args.old, args.new)
+        run = one_run(status, args.old, args.new, args.redeploy or (number == 1 and not args.reuse))
         runs.append(run)
         print(f"run {number}: previous release serving after {run['to_traffic_s']:.2f} s; playbook "
               f"{run['playbook_s']:.1f} s; {run['failed']} of {run['requests']} requests failed", flush=True)

@@ -115,7 +115,8 @@ def main() -> int:
         traffic = None
         if environment == "production":
             api_key = json.loads(Path(status["secrets_file"]).read_text())["api_key"]
-            traffic = CustomerTraffic(urls[environment], api_key, rate=5, duration=300, max_payments=1500)
+            traffic = CustomerTraffic(urls[environment], api_key, rate=2, duration=300, max_payments=600,
+                                      payment_method="pm_lab_live_visa")  # production uses the live key
         deploy("1.1.0", environment, timings, traffic)
 
     colours = map_colours(status["haproxy_map_file"])
