@@ -172,15 +172,16 @@ from ansible_collections.payments.deploy.plugins.module_utils._haproxy import (
     UP,
     HAProxyRuntime,
     HAProxyRuntimeError,
+    MapFlipError,
     backend_name,
     check_map_path,
     check_name,
     haproxy_argument_spec,
+    flip_runtime_value,
     parse_map_text,
+    persist_map_value,
     read_map_file,
-    render_map_text,
-    replace_map_value,
-    write_text_atomic,
+    restore_runtime_value,
 )
 
 WRITE_ERRORS = (OSError, UnicodeError)
@@ -268,33 +269,14 @@ class Switch:
     def change_runtime(self) -> float:
         """Set (or add) the key in the runtime map, check HAProxy serves it, return when it took effect."""
         try:
-            if self.previous is None:
-                self.runtime.add_map_value(self.map_file, self.key, self.colour)
-            else:
-                self.runtime.set_map_value(self.map_file, self.key, self.colour)
-        except HAProxyRuntimeError as exc:
-            self.fail(f"switching {self.key} to {self.colour} failed, nothing changed", exc)
-        switched_at = time.time()
-        try:
-            served = self.runtime.show_map(self.map_file).get(self.key)
-        except HAProxyRuntimeError as exc:
-            self.fail(f"switched {self.key} to {self.colour} but could not read it back; {self.rollback()}", exc)
-        if served != self.colour:
-            self.fail(f"HAProxy accepted the change but serves {self.key} -> {served}, not {self.colour}; {self.rollback()}")
-        return switched_at
+            return flip_runtime_value(self.runtime, self.map_file, self.key, self.colour, self.previous)
+        except MapFlipError as exc:
+            extra = {"command": exc.cause.command, "answer": exc.cause.answer} if exc.cause else {}
+            self.fail(exc.message, **extra)
 
     def rollback(self) -> str:
         """Put the runtime value back as it was; return a sentence saying whether that worked."""
-        try:
-            if self.previous is None:
-                self.runtime.del_map_value(self.map_file, self.key)
-            else:
-                self.runtime.set_map_value(self.map_file, self.key, self.previous)
-        except HAProxyRuntimeError as exc:
-            return f"setting the runtime value back to {self.previous} FAILED too ({exc.describe()}): fix it by hand"
-        if self.previous is None:
-            return f"removed {self.key} from the runtime map again, as it was"
-        return f"set the runtime value back to {self.previous}, so traffic still routes to {self.previous}"
+        return restore_runtime_value(self.runtime, self.map_file, self.key, self.previous)[1]
 
     def diff(self, file_colour: str | None) -> dict[str, str]:
         before = f"{self.key}: {self.previous}\n" if self.previous is not None else ""
@@ -331,10 +313,8 @@ class Switch:
             if runtime_change:
                 result["switched_at"] = self.change_runtime()
             if file_change:
-                # keep the file's comments and other keys; a missing file is rebuilt from what HAProxy serves
-                base = file_text if file_text is not None else render_map_text(runtime_map)
                 try:
-                    write_text_atomic(self.map_file, replace_map_value(base, self.key, self.colour))
+                    persist_map_value(self.map_file, file_text, runtime_map, self.key, self.colour)
                 except WRITE_ERRORS as exc:
                     if runtime_change:
                         self.fail(f"switched {self.key} to {self.colour} at runtime but could not write map file {self.map_file} "

@@ -34,6 +34,7 @@ from ansible_collections.payments.deploy.plugins.module_utils._haproxy import (
     write_map_file,
     write_text_atomic,
 )
+from ansible_collections.payments.deploy.plugins.module_utils import _haproxy
 from ansible_collections.payments.deploy.plugins.modules import haproxy_switch, haproxy_switch_info
 
 STAT_HEADER = "# pxname,svname,qcur,qmax,scur,status,weight,check_status,check_code,"
@@ -273,7 +274,7 @@ def test_file_write_failure_rolls_back_runtime(lab: FakeHAProxy, capsys: pytest.
     def read_only(path: str, text: str) -> None:
         raise OSError(30, "Read-only file system", path)
 
-    monkeypatch.setattr(haproxy_switch, "write_text_atomic", read_only)
+    monkeypatch.setattr(_haproxy, "write_text_atomic", read_only)
     result = run(haproxy_switch, capsys, switch_args(lab))
     assert result["failed"] is True
     assert "could not write map file" in result["msg"]
@@ -290,7 +291,7 @@ def test_absent_key_is_added_and_rolled_back_by_delete(lab: FakeHAProxy, capsys:
     def disk_full(path: str, text: str) -> None:
         raise OSError(28, "No space left on device", path)
 
-    monkeypatch.setattr(haproxy_switch, "write_text_atomic", disk_full)
+    monkeypatch.setattr(_haproxy, "write_text_atomic", disk_full)
     result = run(haproxy_switch, capsys, switch_args(lab, key="canary"))
     assert result["failed"] is True
     assert lab.writes() == [f"add map {lab.map_file} canary green", f"del map {lab.map_file} canary"]
