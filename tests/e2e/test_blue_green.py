@@ -1,6 +1,9 @@
 """Blue-green deploy, rollback and re-deploy on the lab, under load: no request may fail."""
 from __future__ import annotations
 
+import json
+import re
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,12 @@ def test_deploy_switches_every_host_without_dropping_a_request(lab, playbook):
     assert_zero_downtime(samples, float(record["switched_at"]), "1.0.0", "1.1.0")
     versions, instances = live(lab["production_url"])
     assert versions == {"1.1.0"} and {i.rsplit("-", 1)[0] for i in instances} == {"app1", "app2"}
+    # "Alerts are functional", checked by the deploy: its synthetic alert reached the lab's receiver.
+    [check_id] = re.findall(r"synthetic alert (\S+)\s+reached\s+the\s+receiver", run.text)
+    with urllib.request.urlopen(f"{lab['alert_receiver_url']}/alerts?alertname=PaymentsDeployAlertCheck") as answer:
+        notifications = json.load(answer)["notifications"]
+    assert any(alert["labels"].get("check_id") == check_id
+               for note in notifications for alert in note["notification"]["alerts"])
 
 
 def test_deploy_migrated_the_schema_and_proved_payments(lab):
