@@ -132,7 +132,8 @@ def init_postgres(state: Path, topo: dict, creds: dict) -> None:
 
 def create_databases(state: Path, topo: dict, creds: dict) -> None:
     """The service's role and one empty database per environment (idempotent); the deploy's migrate phase
-    creates the schema from the release's migrations."""
+    creates the schema from the release's migrations. Each database gets the amcheck extension, which only a superuser
+    may create, and the service role the right to run its check (payments.deploy.pg_amcheck runs as that role)."""
     sock = str(state / "run" / "postgres")
     port = str(topo["ports"]["postgres"])
     psql = [str(PG_BIN / "psql"), "-h", sock, "-p", port, "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-qAt",
@@ -149,6 +150,9 @@ def create_databases(state: Path, topo: dict, creds: dict) -> None:
     for database in DATABASES:
         if not query(f"SELECT 1 FROM pg_database WHERE datname = '{database}'"):
             query(f"CREATE DATABASE {database} OWNER payments")
+        subprocess.run(as_postgres([*psql[:-1], database]), text=True, check=True, capture_output=True,
+                       input="CREATE EXTENSION IF NOT EXISTS amcheck;\n"
+                             "GRANT EXECUTE ON FUNCTION bt_index_check(regclass, boolean) TO payments;\n")
 
 
 def create_bucket(topo: dict) -> None:
