@@ -1,7 +1,7 @@
 """Command line: ``python -m stripe_emulator --host 127.0.0.1 --port N --keys-file F [--state-file F] ...``.
 
 Prints ``stripe emulator listening on http://HOST:PORT`` once it accepts connections; SIGTERM or SIGINT
-stop it cleanly (the state file, when there is one, is written on every change and once more on exit).
+stop it cleanly (the state file, when there is one, is written within a second of a change and once more on exit).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--webhook-backoff", type=_seconds, default=0.5, help="first retry delay in seconds, doubled each time (0.5)")
     parser.add_argument("--webhook-backoff-max", type=_seconds, default=8.0, help="longest retry delay in seconds (default 8)")
     parser.add_argument("--webhook-timeout", type=_seconds, default=10.0, help="seconds to wait for an endpoint to answer (default 10)")
+    parser.add_argument("--webhook-log-size", type=_positive, default=10_000,
+                        help="finished deliveries kept in the delivery log, oldest dropped first (default 10000)")
     parser.add_argument("--api-version", default=sdk_catalog.SDK_API_VERSION,
                         help=f"the account's default API version (default {sdk_catalog.SDK_API_VERSION}, the SDK's)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request to stderr")
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(account=account, keys=keys, api_version=args.api_version, webhook_endpoint_limit=args.webhook_endpoint_limit,
                         webhook_max_attempts=args.webhook_max_attempts, webhook_backoff_s=args.webhook_backoff,
                         webhook_backoff_max_s=args.webhook_backoff_max, webhook_timeout_s=args.webhook_timeout,
+                        delivery_log_size=args.webhook_log_size,
                         state_file=args.state_file, live_cards=live_cards)
     try:
         store = Store(settings)

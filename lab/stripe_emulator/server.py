@@ -1,7 +1,7 @@
 """The HTTP front: authentication, faults, idempotency, routing, expansion and Stripe's response headers.
 
 Every API request runs its handler while holding the state lock, so concurrent requests see each other's
-effects whole, idempotent replays cannot race, and the state file is written once per change.
+effects whole and idempotent replays cannot race; the state file is written by a background writer, outside the lock.
 """
 
 from __future__ import annotations
@@ -237,6 +237,7 @@ class Handler(BaseHTTPRequestHandler):
                     return previous["status"], previous["body"]
             ctx = Ctx(store=store, mode=mode, request_id=request_id, idempotency_key=use_key, api_version=api_version,
                       route=route.label, params=params)
+            store.mutating = self.command != "GET"
             try:
                 body = route.handler(ctx, *args.values())
                 body = expand.apply(ctx, body, forms.get_expand(params))
@@ -245,6 +246,8 @@ class Handler(BaseHTTPRequestHandler):
                 if not exc.saved:
                     raise
                 status, body = exc.status, exc.body(self._log_url(request_id, mode))
+            finally:
+                store.mutating = False
             if use_key is not None:
                 store.remember(mode, use_key, _canonical(self.command, path, params), status, body, request_id)
             if self.command != "GET":
@@ -301,8 +304,8 @@ class Handler(BaseHTTPRequestHandler):
     def _health(self) -> dict[str, Any]:
         store = self.emulator.store
         with store.lock:
-            counts: dict[str, int] = collections.Counter(o["object"] for o in store.data["objects"].values())
-            deliveries = collections.Counter(d["status"] for d in store.data["deliveries"].values())
+            counts = store.counts()
+            deliveries = collections.Counter(d["status"] for d in store.deliveries().values())
         return {"status": "ok", "account": store.settings.account, "api_version": store.settings.api_version,
                 "sdk_version": sdk_catalog.SDK_VERSION, "objects": dict(counts), "deliveries": dict(deliveries),
                 "faults": len(self.emulator.faults.listing())}

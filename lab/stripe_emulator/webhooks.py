@@ -2,7 +2,8 @@
 
 Deliveries are records in the state (so a restart with ``--state-file`` resumes the pending ones);
 a background thread sends those that are due, outside the state lock, and retries a non-2xx answer
-or a connection error with exponential backoff until the configured number of attempts.
+or a connection error with exponential backoff until the configured number of attempts. The log keeps
+every pending delivery and the newest finished ones (``--webhook-log-size``).
 """
 
 from __future__ import annotations
@@ -50,12 +51,12 @@ def enqueue(store: Store, event: dict[str, Any]) -> None:
     endpoints = store.find("webhook_endpoint", event["_mode"], lambda e: endpoint_matches(e, event["type"]))
     for endpoint in reversed(endpoints):
         delivery_id = f"whdel_{event['id'][4:]}_{endpoint['id'][3:]}"
-        store.data["deliveries"][delivery_id] = {
+        store.put_delivery({
             "id": delivery_id, "event": event["id"], "event_type": event["type"], "endpoint": endpoint["id"],
             "url": endpoint["url"], "livemode": event["livemode"], "status": "pending", "attempts": 0,
             "last_status": None, "last_error": None, "created": event["created"], "next_attempt_at": time.time(),
             "history": [],
-        }
+        })
     event["pending_webhooks"] = len(endpoints)
     store.wakeup.notify_all()
 
@@ -91,8 +92,10 @@ class DeliveryWorker(threading.Thread):
         now = time.time()
         batch = []
         wait = 1.0
-        for delivery in self.store.data["deliveries"].values():
-            if delivery["status"] != "pending" or delivery["id"] in self.in_flight:
+        deliveries = self.store.deliveries()
+        # Only the pending ones, oldest first: the finished ones (most of the log) are never looked at again.
+        for delivery in sorted((deliveries[i] for i in self.store.pending_deliveries), key=lambda d: d["next_attempt_at"]):
+            if delivery["id"] in self.in_flight:
                 continue
             if delivery["next_attempt_at"] > now:
                 wait = min(wait, delivery["next_attempt_at"] - now)
@@ -100,6 +103,7 @@ class DeliveryWorker(threading.Thread):
             problem, payload, secret = self._payload(delivery)
             if problem:
                 delivery.update(status="failed", last_error=problem)
+                self.store.put_delivery(delivery)
                 self.store.save()
                 continue
             self.in_flight.add(delivery["id"])
@@ -147,7 +151,7 @@ class DeliveryWorker(threading.Thread):
         settings = self.store.settings
         with self.store.wakeup:
             self.in_flight.discard(delivery_id)
-            delivery = self.store.data["deliveries"].get(delivery_id)
+            delivery = self.store.deliveries().get(delivery_id)
             if delivery is None:  # dropped by a reset while in flight
                 return
             delivery["attempts"] += 1
@@ -164,6 +168,7 @@ class DeliveryWorker(threading.Thread):
             else:
                 backoff = settings.webhook_backoff_s * 2 ** (delivery["attempts"] - 1)
                 delivery["next_attempt_at"] = time.time() + min(backoff, settings.webhook_backoff_max_s)
+            self.store.put_delivery(delivery)
             self.store.save()
             self.store.wakeup.notify_all()
 
@@ -171,6 +176,6 @@ class DeliveryWorker(threading.Thread):
 def list_deliveries(store: Store, query: dict[str, Any]) -> dict[str, Any]:
     """The delivery log, newest first, filtered by ``event``, ``endpoint``, ``status`` or ``type``."""
     wanted = {k: query[k] for k in ("event", "endpoint", "status") if isinstance(query.get(k), str)}
-    rows = [dict(d) for d in reversed(store.data["deliveries"].values())
+    rows = [dict(d) for d in reversed(store.deliveries().values())
             if all(d[k] == v for k, v in wanted.items()) and (not isinstance(query.get("type"), str) or d["event_type"] == query["type"])]
     return {"object": "list", "data": rows, "has_more": False, "url": "/_emulator/deliveries"}
