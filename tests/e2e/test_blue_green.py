@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import has_column, journal, live, map_colour, smoke_payments, stripe_intents
+from helpers import has_column, journal, journal_dir, live, map_colour, smoke_payments, stripe_intents
 from loadgen import LoadGenerator, summarize
 
 pytestmark = pytest.mark.timeout(900)
@@ -24,6 +24,12 @@ def under_load(lab: dict, action):
     samples = gen.stop()
     print(summarize(samples))
     return result, samples
+
+
+def redis_keys(lab: dict, pattern: str) -> list[bytes]:
+    import redis  # pylint: disable=import-outside-toplevel
+    client = redis.Redis.from_url(lab["redis_url"], password=lab["secrets"]["redis_password"])
+    return list(client.scan_iter(match=pattern, count=500))
 
 
 def assert_zero_downtime(samples, switched_at: float, old: str, new: str) -> None:
@@ -97,6 +103,14 @@ def test_rollback_flips_back_without_dropping_a_request(lab, playbook):
     assert_zero_downtime(samples, float(record["switched_at"]), "1.1.0", "1.0.0")
     assert live(lab["production_url"])[0] == {"1.0.0"}
     assert not has_column(lab, "payments", "description"), "the rollback did not revert the 1.1.0 migrations"
+    # The rest of the deploy in reverse: the team told, a post-mortem next to the journal, 1.1.0's cache gone.
+    postmortem = json.loads((journal_dir(lab) / "postmortems" / f"{deployed['run_id']}.json").read_text())
+    assert postmortem["steps"]["notify"]["status"] == "done", postmortem["steps"]
+    assert any(event["event"].startswith("traffic back on ") for event in postmortem["timeline"]), postmortem["timeline"]
+    with urllib.request.urlopen(f"{lab['mailbox_url']}/messages?to=oncall@payments.lab") as answer:
+        subjects = [message["subject"] for message in json.load(answer)["messages"]]
+    assert f"production: 1.1.0 rolled back to 1.0.0 ({deployed['run_id']})" in " ".join(subjects), subjects
+    assert not redis_keys(lab, "payments:1.1.0:*"), "the rolled-back release's cache keys are still there"
 
 
 def test_rollback_again_changes_nothing(lab, playbook):

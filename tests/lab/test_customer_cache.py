@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(180)
 
-KEY_PREFIX = "payments:customer:v1:"
+
+def key_prefix(running: RunningService) -> str:
+    """Customer entries live under the namespace of the release the instance says it runs (a rollback clears it)."""
+    return f"payments:{running.call('GET', '/version').json()['version']}:customer:v1:"
 
 
 def cache_counts(running: RunningService) -> dict[str, float]:
@@ -39,11 +42,13 @@ def test_customers_come_from_the_cache_then_from_the_database_without_redis(
         cached: tuple[RunningService, RedisServer], postgres: Postgres, api_key: str) -> None:
     running, redis_server = cached
     store = redis.Redis.from_url(redis_server.url)
+    prefix = key_prefix(running)
     assert cache_counts(running) == {"hit": 0, "miss": 0, "error": 0}
     created = running.call("POST", "/v1/customers", token=api_key, body={"email": "c@example.com", "name": "Cached"})
     customer = created.json()
-    key = KEY_PREFIX + customer["id"]
+    key = prefix + customer["id"]
     assert json.loads(store.get(key) or b"null") == customer  # written on create
+    assert [k.decode() for k in store.scan_iter(match="payments:*")] == [key]  # nothing outside the namespace
     assert 0 < store.ttl(key) <= 300
 
     rename_in_database(postgres, customer["id"], "Renamed")
@@ -58,7 +63,7 @@ def test_customers_come_from_the_cache_then_from_the_database_without_redis(
     assert cache_counts(running) == {"hit": 1, "miss": 1, "error": 0}
 
     unknown = running.call("GET", "/v1/customers/cus_notthere", token=api_key)
-    assert unknown.status == 404 and store.get(KEY_PREFIX + "cus_notthere") is None  # absence is not cached
+    assert unknown.status == 404 and store.get(prefix + "cus_notthere") is None  # absence is not cached
 
     redis_server.proc.terminate()
     redis_server.proc.wait(30)
@@ -78,7 +83,8 @@ def test_a_corrupt_entry_is_read_again_from_the_database(cached: tuple[RunningSe
     running, redis_server = cached
     customer = running.call("POST", "/v1/customers", token=api_key, body={"email": "e@example.com", "name": "E"}).json()
     store = redis.Redis.from_url(redis_server.url)
-    store.set(KEY_PREFIX + customer["id"], b"{not json")
+    key = key_prefix(running) + customer["id"]
+    store.set(key, b"{not json")
     reply = running.call("GET", f"/v1/customers/{customer['id']}", token=api_key)
     assert (reply.status, reply.json()) == (200, customer)
-    assert json.loads(store.get(KEY_PREFIX + customer["id"]) or b"null") == customer
+    assert json.loads(store.get(key) or b"null") == customer

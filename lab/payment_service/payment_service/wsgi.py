@@ -54,7 +54,7 @@ def create_application(environ: Mapping[str, str]) -> PaymentApp:
     metrics = Metrics(manifest.version, settings.instance, settings.colour, dependency_names(settings))
     service = Service(settings, manifest, Database(settings.database_url, metrics), readiness_redis, metrics, logger,
                       StripeGateway(settings), RateLimiter(settings.redis_url, logger, metrics),
-                      CustomerCache(settings.redis_url, logger, metrics),
+                      CustomerCache(settings.redis_url, manifest.version, logger, metrics),
                       Mailer(settings.smtp, logger, metrics) if settings.smtp else None, faults,
                       PaymentRegression() if PAYMENT_REGRESSION in faults else None)
     logger.info("%s %s starting as %s (%s); Stripe API at %s", manifest.name, manifest.version, settings.instance,
