@@ -9,7 +9,7 @@ GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit rules \
-	integration e2e e2e-bake clean
+	integration e2e e2e-bake e2e-faults clean
 
 help:
 	@echo "make demo   set up, start the lab, deploy 1.1.0 and show the result"
@@ -93,6 +93,10 @@ e2e: lab-up
 # 2-core machine, so not part of `make test`.
 e2e-bake: lab-up
 	PAYMENTS_E2E_BAKE=1 $(PY) -m pytest tests/e2e/test_bake.py -q
+
+# The fault suite (12 faults in the phases of a deploy, under customer traffic): about 13 minutes, not in `make test`.
+e2e-faults: lab-up
+	PAYMENTS_E2E_FAULTS=1 $(PY) -m pytest tests/e2e/test_faults.py -q
 
 test: lint sanity unit rules integration e2e
 

@@ -32,7 +32,7 @@ from rollback_time import lab_status, playbook  # noqa: E402  pylint: disable=wr
 
 def serving(url: str, probes: int = 8) -> set[str]:
     versions = set()
-    for _ in range(probes):
+    for _probe in range(probes):
         with urllib.request.urlopen(url + "/version", timeout=5) as answer:
             versions.add(json.load(answer)["version"])
     return versions

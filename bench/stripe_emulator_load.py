@@ -21,7 +21,6 @@ import json
 import os
 import queue
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +130,7 @@ def grow(port: int, target: int, paid: list[str], deadline: float) -> None:
                 else:
                     paid.append(pi_id)
 
-        threads = [threading.Thread(target=run) for _ in range(CLIENTS)]
+        threads = [threading.Thread(target=run) for _client in range(CLIENTS)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -142,7 +141,7 @@ def measure(port: int, samples: int, paid: list[str]) -> dict[str, list[float]]:
     """`samples` requests of every kind, interleaved, from CLIENTS threads; seconds per request kind."""
     times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     lock = threading.Lock()
-    to_refund = [paid.pop() for _ in range(min(samples, len(paid)))]
+    to_refund = [paid.pop() for _sample in range(min(samples, len(paid)))]
     since = str(int(time.time()) - 60)
 
     def run(worker: int) -> None:

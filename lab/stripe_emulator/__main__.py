@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         emulator.worker.stop()
         server.server_close()
-        store.save(force=True)
+        store.close()
     return 0
 
 

@@ -278,22 +278,32 @@ class Store:  # pylint: disable=too-many-instance-attributes
                   '},"live":{', ",".join(texts["idempotency.live"]), '}},"deliveries":{', ",".join(texts["deliveries"]), "}}"]
         return parts
 
+    def close(self) -> None:
+        """The last save, at exit. The state lock is taken and kept: a request still arriving on an open keep-alive
+        connection waits for it until the process ends, so nothing is answered that this save does not hold."""
+        self._write_lock.acquire()  # pylint: disable=consider-using-with  (same order as _write: no deadlock)
+        self.lock.acquire()  # pylint: disable=consider-using-with  (kept until the process exits)
+        if self.settings.state_file is not None:
+            self._write_file()
+
     def _write(self) -> None:
         """Write the state atomically (temp file, fsync, rename); mode 0600 since it holds webhook secrets."""
+        with self._write_lock:
+            self._write_file()
+
+    def _write_file(self) -> None:
         path = self.settings.state_file
         assert path is not None
-        with self._write_lock:
-            parts = self.snapshot_text()
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    handle.writelines(parts)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-
+        parts = self.snapshot_text()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.writelines(parts)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
