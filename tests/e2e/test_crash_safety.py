@@ -3,13 +3,12 @@ back, instead of acting on an older record."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 
 import pytest
 
 from conftest import start_playbook
+from faults import kill_tree
 from helpers import history, journal_dir, live, map_colour, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(900)
@@ -37,7 +36,7 @@ def test_a_deploy_killed_after_its_flip_is_rolled_back_from_its_intent(lab, play
     try:
         wait_for_flip(lab, before, run)
     finally:
-        os.killpg(run.pid, signal.SIGKILL)  # the playbook and every worker, before it verifies or journals
+        kill_tree(run.pid)  # the playbook and every worker (each has its own session), before it verifies
         run.wait(timeout=30)
     intent_file = journal_dir(lab) / "switch-intent.json"
     assert intent_file.exists(), (tmp_path / "killed.log").read_text()[-3000:]
