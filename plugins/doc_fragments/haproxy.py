@@ -23,16 +23,21 @@ options:
     required: true
   backend_template:
     description:
-      - Python format string giving the backend that a colour routes to, from C({key}) and C({colour}).
+      - The backend that a colour routes to, from C({colour}) (required) and C({key}).
+      - Only these two plain fields are allowed; attributes, indexes, conversions and format specs (C({key.x}),
+        C({key[0]}), C({key!r}), C({key:>9})) fail before the admin socket is opened.
       - With the default, key C(production) and colour C(green) route to backend C(production_green).
     type: str
     default: "{key}_{colour}"
   socket_timeout:
     description:
       - Seconds to wait for the admin socket to accept a command and answer it.
+      - A finite number above V(0), at most V(300); anything else fails before the socket is opened.
     type: float
     default: 5.0
 notes:
   - The modules need only the Python standard library on the target host.
   - Map keys and colours must be plain words (letters, digits, C(_), C(.), C(:), C(-)) so they cannot change the runtime API command.
+    So must the value HAProxy serves for the key, since a failed switch sends it back; the modules refuse to change
+    anything when it is not.
 """

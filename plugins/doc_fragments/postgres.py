@@ -26,9 +26,10 @@ options:
     default: postgres
   login_password:
     description:
-      - Password of O(login_user). Client programs (C(pg_dump), C(pg_restore)) get it only through C(PGPASSWORD) in their
-        environment, never on their command line; it is never logged or returned.
-      - When omitted, libpq's usual sources apply (C(PGPASSWORD) in the module's environment, C(~/.pgpass)).
+      - Password of O(login_user). Client programs (C(pg_dump), C(pg_restore)) get it only through a temporary password
+        file (C(PGPASSFILE), mode 0600, removed when the module exits) whose one entry matches O(login_host), O(login_port)
+        and O(login_user) only; never on their command line, never in their environment; it is never logged or returned.
+      - When omitted, C(PGPASSWORD) of the module's environment is used the same way, else libpq's C(~/.pgpass).
     type: str
   db:
     description:
@@ -61,6 +62,10 @@ requirements:
   - psycopg >= 3.1 (C(psycopg[binary]) or C(psycopg) with libpq) on the target host
   - the PostgreSQL client programs C(pg_dump) and C(pg_restore) on the target host
 notes:
-  - Connection settings reach client programs through the libpq environment (C(PGHOST), C(PGPORT), C(PGUSER), C(PGPASSWORD),
-    C(PGSSLMODE), C(PGSSLROOTCERT), C(PGCONNECT_TIMEOUT)), which override the same variables of the module's own environment.
+  - Connection settings reach client programs through the libpq environment (C(PGHOST), C(PGPORT), C(PGUSER), C(PGPASSFILE),
+    C(PGSSLMODE), C(PGSSLROOTCERT), C(PGCONNECT_TIMEOUT)). Client programs get a minimal environment otherwise (C(PATH),
+    C(HOME), C(LANG), C(LC_*), C(TZ), C(TMPDIR), C(PGSSLCERT), C(PGSSLKEY), C(PGSSLCRL)), so no C(ENCRYPTION_KEY), no AWS
+    credentials, no C(PGPASSWORD) and no C(PGSERVICE) (a service file would outrank the connection set here).
+  - Database names reach client programs as C(--dbname=dbname='<name>'), so that libpq never reads a name as a connection
+    string.
 """

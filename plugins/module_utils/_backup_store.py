@@ -8,6 +8,9 @@ Private to the payments.deploy collection: the interface may change without noti
 An object appears under its final name only once it is complete (local: temporary name then rename; S3: multipart
 upload completed at the end, aborted on failure). The manifest is written last and deleted first: an object without a
 manifest is never taken for a backup.
+
+Nothing is ever located by a path read from a manifest: the names of a backup's files derive from its id, and an id is
+accepted only in the form pg_backup makes (``<database>-<UTC time>-<6 hex digits>``, the database a plain name).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import tempfile
 import threading
 import traceback
@@ -37,14 +41,77 @@ OBJECT_SUFFIX = ".dump.zst.enc"
 MANIFEST_SUFFIX = ".manifest.json"
 READ_SIZE = 1 << 20
 S3_MIN_PART = 5 << 20
+MAX_IDENTIFIER = 63
+# A database name that can name files and is never read as anything but a name (no '/', no '=', no quote, no space).
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_ID_TAIL = r"-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}"
+BACKUP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*" + _ID_TAIL + "$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+KEY_ID_HEX = re.compile(r"^[0-9a-f]{16}$")
+
+
+def plain_name_problem(what: str, name: t.Any) -> str | None:
+    """Why ``name`` cannot be a database name here, or None."""
+    if not isinstance(name, str) or not PLAIN_NAME.match(name):
+        return f"{what} {name!r} is not a plain database name (letters, digits, '_', '.' and '-')"
+    if len(name.encode()) > MAX_IDENTIFIER:
+        return f"{what} {name!r} is longer than PostgreSQL's {MAX_IDENTIFIER}-byte limit"
+    return None
+
+
+def is_backup_id(backup_id: t.Any, database: str | None = None) -> bool:
+    """Whether ``backup_id`` has the form pg_backup gives ids (of ``database``, when given)."""
+    if not isinstance(backup_id, str) or not BACKUP_ID.match(backup_id):
+        return False
+    return database is None or re.fullmatch(re.escape(database) + _ID_TAIL, backup_id) is not None
 
 
 def object_name(backup_id: str) -> str:
+    if not is_backup_id(backup_id):
+        raise StoreError(f"{backup_id!r} is not a backup id")
     return backup_id + OBJECT_SUFFIX
 
 
 def manifest_name(backup_id: str) -> str:
+    if not is_backup_id(backup_id):
+        raise StoreError(f"{backup_id!r} is not a backup id")
     return backup_id + MANIFEST_SUFFIX
+
+
+def _is_count(value: t.Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def manifest_problems(manifest: t.Any) -> list[str]:
+    """What makes ``manifest`` unusable as a pg_backup manifest (structure and types), before anything in it is used."""
+    if not isinstance(manifest, dict):
+        return [f"it is a JSON {type(manifest).__name__ if manifest is not None else 'null'}, not an object"]
+    missing = [k for k in ("backup_id", "database", "created_at", "sha256", "encryption") if k not in manifest]
+    if missing:
+        return [f"it lacks {', '.join(missing)}"]
+    problems = []
+    database = manifest["database"]
+    name_problem = plain_name_problem("database", database)
+    if name_problem:
+        problems.append(name_problem)
+    elif not is_backup_id(manifest["backup_id"], database):
+        problems.append(f"backup_id {manifest['backup_id']!r} is not an id of a backup of {database}")
+    if not isinstance(manifest["created_at"], str):
+        problems.append("created_at is not a string")
+    if not isinstance(manifest["sha256"], str) or not SHA256_HEX.match(manifest["sha256"]):
+        problems.append("sha256 is not 64 hexadecimal digits")
+    encryption = manifest["encryption"]
+    if not isinstance(encryption, dict):
+        problems.append("encryption is not an object")
+    elif encryption.get("key_id") is not None and not (isinstance(encryption["key_id"], str) and KEY_ID_HEX.match(encryption["key_id"])):
+        problems.append("encryption.key_id is not 16 hexadecimal digits")
+    counts = manifest.get("row_counts")
+    if counts is not None and not (isinstance(counts, dict) and all(isinstance(k, str) and _is_count(v) for k, v in counts.items())):
+        problems.append("row_counts is not an object of table names and non-negative integers")
+    for field in ("pg_dump_version", "mac"):
+        if manifest.get(field) is not None and not isinstance(manifest[field], str):
+            problems.append(f"{field} is not a string")
+    return problems
 
 
 def s3_argument_spec() -> dict[str, dict[str, t.Any]]:
@@ -121,16 +188,39 @@ class Store:
         return b"".join(self.read(name)).decode("utf-8")
 
     def manifests(self, database: str) -> list[dict[str, t.Any]]:
-        """Manifests of ``database`` here, newest first; unreadable ones are skipped."""
+        """Well-formed manifests of ``database`` here, newest first (by their own ``created_at``, which only an
+        authenticated manifest vouches for). Skipped: unreadable or malformed ones, and those whose ``backup_id`` is not
+        the id their file name holds (a manifest never names files other than its own backup's)."""
         found = []
         for name in self.manifest_names(database):
+            backup_id = name[:-len(MANIFEST_SUFFIX)]
+            if not is_backup_id(backup_id, database):
+                continue
             try:
                 manifest = json.loads(self.read_text(name))
             except (StoreError, ValueError, UnicodeDecodeError):
                 continue
-            if isinstance(manifest, dict) and manifest.get("database") == database and manifest.get("backup_id"):
+            if not manifest_problems(manifest) and manifest["database"] == database and manifest["backup_id"] == backup_id:
                 found.append(manifest)
-        return sorted(found, key=lambda m: (str(m.get("created_at", "")), str(m["backup_id"])), reverse=True)
+        return sorted(found, key=lambda m: (m["created_at"], m["backup_id"]), reverse=True)
+
+
+def put_text_everywhere(stores: t.Sequence[Store], name: str, text: str) -> None:
+    """``put_text`` to every store; when one fails, the copies already written are deleted again (a manifest must never
+    outlive a failed run: it would count as a backup for ``latest`` and retention)."""
+    written: list[Store] = []
+    try:
+        for store in stores:
+            store.put_text(name, text)
+            written.append(store)
+    except StoreError as exc:
+        left = []
+        for store in written:
+            try:
+                store.delete(name)
+            except StoreError as error:
+                left.append(f"{store.location(name)} could not be removed ({error}): delete it by hand")
+        raise StoreError("; ".join([str(exc), *left])) from None
 
 
 # --- local directory -----------------------------------------------------------------------------------

@@ -17,11 +17,19 @@ Format (version 1), all integers big-endian::
 - Associated data of each chunk = header | chunk index u64 | last-chunk flag u8: the header cannot be changed, and a chunk
   cannot be modified, moved, duplicated or dropped (including the tail) without failing authentication.
 - ``key_id`` = first 8 bytes of sha256(encryption_key): a wrong key is named as such before any decryption.
+
+Version 2 (what pg_backup writes) appends ``context`` (32 bytes) to the header: sha256 of the backup id, database and
+creation time. Being part of the header, it is in the associated data of every chunk, so an object cannot be passed off
+as another backup's: the reader is told which backup it expects and refuses an object made for any other. The manifest
+that names those values carries an HMAC-SHA256 (``manifest_mac``) under a key derived from the encryption key.
+Version 1 objects (no context) are still parsed, but a reader that expects a context refuses them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 import os
 import re
 import struct
@@ -51,10 +59,15 @@ else:
     ZSTANDARD_IMPORT_ERROR = None
 
 MAGIC = b"PAYBAK"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_FORMAT_VERSION = 1
 ALGORITHM_AES256GCM_HKDF = 1
 _HEADER = struct.Struct(">6sBBI16s4s8s")
-HEADER_SIZE = 6 + 1 + 1 + 4 + 16 + 4 + 8  # _HEADER.size, spelled out so that tools see an int
+HEADER_SIZE = 6 + 1 + 1 + 4 + 16 + 4 + 8  # _HEADER.size (version 1), spelled out so that tools see an int
+CONTEXT_SIZE = 32
+HEADER_SIZE_V2 = HEADER_SIZE + CONTEXT_SIZE
+_MANIFEST_MAC_INFO = b"payments.deploy backup manifest v1 HMAC-SHA256"
+MAC_PREFIX = "hmac-sha256:"
 _LENGTH = struct.Struct(">I")
 TAG_SIZE = 16
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -67,9 +80,31 @@ KEY_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 ENCRYPTION = {"algorithm": "AES-256-GCM", "key_derivation": "HKDF-SHA256", "format_version": FORMAT_VERSION}
 
 
+def backup_context(backup_id: str, database: str, created_at: str) -> bytes:
+    """The 32 bytes that bind an object to one backup (version 2 header, hence every chunk's associated data)."""
+    return hashlib.sha256(b"payments.deploy backup context v1\0" + json.dumps([backup_id, database, created_at]).encode()).digest()
+
+
+def _canonical(manifest: t.Mapping[str, t.Any]) -> bytes:
+    return json.dumps({k: v for k, v in manifest.items() if k != "mac"}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True, allow_nan=False).encode()
+
+
+def manifest_mac(key: bytes, manifest: t.Mapping[str, t.Any]) -> str:
+    """``hmac-sha256:<hex>`` over every field of the manifest but ``mac``, under a key derived from the encryption key."""
+    mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MANIFEST_MAC_INFO).derive(key)
+    return MAC_PREFIX + hmac.new(mac_key, _canonical(manifest), hashlib.sha256).hexdigest()
+
+
+def manifest_authentic(key: bytes, manifest: t.Mapping[str, t.Any]) -> bool:
+    mac = manifest.get("mac")
+    return isinstance(mac, str) and hmac.compare_digest(mac, manifest_mac(key, manifest))
+
+
 class BackupIntegrityError(Exception):
     """The stream is not an intact backup made with this key. ``kind`` names the failure for callers and tests:
-    not_a_backup, unsupported, wrong_key, tampered, truncated, reordered, corrupt_compression."""
+    not_a_backup, unsupported, wrong_key, tampered, truncated, reordered, corrupt_compression, misplaced (an object made for
+    another backup), unauthenticated (a manifest or object that cannot be authenticated)."""
 
     def __init__(self, kind: str, message: str) -> None:
         self.kind = kind
@@ -105,14 +140,18 @@ def _associated(header: bytes, index: int, last: bool) -> bytes:
 class Encryptor:
     """Turns plaintext pieces of any size into the records of the format; ``header`` comes first."""
 
-    def __init__(self, key: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+    def __init__(self, key: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE, context: bytes | None = None) -> None:
+        """With ``context`` (see backup_context) a version 2 header binding the object to its backup; without, version 1."""
         if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be between 1 and {MAX_CHUNK_SIZE} bytes")
+        if context is not None and len(context) != CONTEXT_SIZE:
+            raise ValueError(f"context must be {CONTEXT_SIZE} bytes")
         self.chunk_size = chunk_size
         salt, self._prefix = os.urandom(16), os.urandom(4)
         self.key_id = key_id(key)
-        self.header = _HEADER.pack(MAGIC, FORMAT_VERSION, ALGORITHM_AES256GCM_HKDF, chunk_size, salt, self._prefix,
-                                   bytes.fromhex(self.key_id))
+        version = LEGACY_FORMAT_VERSION if context is None else FORMAT_VERSION
+        self.header = _HEADER.pack(MAGIC, version, ALGORITHM_AES256GCM_HKDF, chunk_size, salt, self._prefix,
+                                   bytes.fromhex(self.key_id)) + (context or b"")
         self._aead = _derive(key, salt)
         self._buffer = bytearray()
         self._index = 0
@@ -151,17 +190,23 @@ class Encryptor:
         return self._index
 
 
+def header_size(data: bytes) -> int:
+    """Size of the header that ``data`` (at least 7 bytes) starts, by its version."""
+    return HEADER_SIZE_V2 if data[6:7] == bytes([FORMAT_VERSION]) else HEADER_SIZE
+
+
 def parse_header(data: bytes) -> dict[str, t.Any]:
-    """The fields of a header (``data`` holds at least HEADER_SIZE bytes)."""
+    """The fields of a header (``data`` holds at least ``header_size(data)`` bytes)."""
     magic, version, algorithm, chunk_size, salt, prefix, kid = _HEADER.unpack(data[:HEADER_SIZE])
     if magic != MAGIC:
         raise BackupIntegrityError("not_a_backup", "the data is not an encrypted backup of this collection (bad magic bytes)")
-    if version != FORMAT_VERSION or algorithm != ALGORITHM_AES256GCM_HKDF:
+    if version not in (LEGACY_FORMAT_VERSION, FORMAT_VERSION) or algorithm != ALGORITHM_AES256GCM_HKDF:
         raise BackupIntegrityError("unsupported", f"backup format version {version} / algorithm {algorithm} is not supported "
-                                                  f"(this collection reads version {FORMAT_VERSION})")
+                                                  f"(this collection reads versions {LEGACY_FORMAT_VERSION} and {FORMAT_VERSION})")
     if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
         raise BackupIntegrityError("tampered", f"the header declares an impossible chunk size {chunk_size}: modified or corrupt")
-    return {"chunk_size": chunk_size, "salt": salt, "nonce_prefix": prefix, "key_id": kid.hex()}
+    context = data[HEADER_SIZE:HEADER_SIZE_V2] if version == FORMAT_VERSION else None
+    return {"version": version, "chunk_size": chunk_size, "salt": salt, "nonce_prefix": prefix, "key_id": kid.hex(), "context": context}
 
 
 class Decryptor:
@@ -171,8 +216,10 @@ class Decryptor:
     ``finish``) show whether it is the last one, since its last-chunk flag is part of what is authenticated.
     """
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, context: bytes | None = None) -> None:
+        """With ``context``, only a version 2 object made for that backup is accepted."""
         self._key = key
+        self._context = context
         self.key_id = key_id(key)
         self.header: bytes | None = None
         self.chunk_size = 0
@@ -184,16 +231,22 @@ class Decryptor:
         self._done = False
         self.seconds = 0.0
 
-    def _read_header(self) -> None:
-        fields = parse_header(bytes(self._buffer[:HEADER_SIZE]))
+    def _read_header(self, size: int) -> None:
+        fields = parse_header(bytes(self._buffer[:size]))
         if fields["key_id"] != self.key_id:
             raise BackupIntegrityError("wrong_key", f"wrong key: the backup was encrypted with the key whose id is {fields['key_id']}, "
                                                     f"but the given key has id {self.key_id}")
-        self.header = bytes(self._buffer[:HEADER_SIZE])
+        if self._context is not None and fields["context"] is None:
+            raise BackupIntegrityError("unauthenticated", "the object is in format version 1, which does not bind it to its backup: "
+                                                          "it cannot be told apart from another backup's object")
+        if self._context is not None and not hmac.compare_digest(fields["context"], self._context):
+            raise BackupIntegrityError("misplaced", "the object was made for another backup (its header binds a different backup id, "
+                                                    "database or creation time): objects were swapped or copied")
+        self.header = bytes(self._buffer[:size])
         self.chunk_size = fields["chunk_size"]
         self._prefix = fields["nonce_prefix"]
         self._aead = _derive(self._key, fields["salt"])
-        del self._buffer[:HEADER_SIZE]
+        del self._buffer[:size]
 
     def _try(self, sealed: bytes, index: int, last: bool) -> bytes | None:
         if self._aead is None or self.header is None:
@@ -242,9 +295,9 @@ class Decryptor:
             raise ValueError("update() after finish()")
         self._buffer += data
         if self.header is None:
-            if len(self._buffer) < HEADER_SIZE:
+            if len(self._buffer) < HEADER_SIZE or len(self._buffer) < header_size(bytes(self._buffer[:7])):
                 return []
-            self._read_header()
+            self._read_header(header_size(bytes(self._buffer[:7])))
         plain = []
         for record in self._records():
             if self._pending is not None:
@@ -261,7 +314,8 @@ class Decryptor:
         if self.header is None:
             if len(self._buffer) >= len(MAGIC) and not bytes(self._buffer).startswith(MAGIC):
                 parse_header(bytes(self._buffer).ljust(HEADER_SIZE, b"\0"))
-            raise BackupIntegrityError("truncated", f"the backup is truncated: {len(self._buffer)} bytes, less than its {HEADER_SIZE}-byte header")
+            size = header_size(bytes(self._buffer[:7])) if len(self._buffer) >= 7 else HEADER_SIZE
+            raise BackupIntegrityError("truncated", f"the backup is truncated: {len(self._buffer)} bytes, less than its {size}-byte header")
         if self._buffer:
             if len(self._buffer) < _LENGTH.size:
                 missing = f"{len(self._buffer)} bytes of a record length"
@@ -284,10 +338,10 @@ class BackupWriter:
     """dump bytes -> zstd -> Encryptor -> ``sink``, with sha256 and sizes of what ``sink`` got."""
 
     def __init__(self, key: bytes, sink: t.Callable[[bytes], None], level: int = 3, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 threads: int = 1) -> None:
+                 threads: int = 1, context: bytes | None = None) -> None:
         # threads=1: zstd compresses in its own native thread, outside the GIL, while this thread reads and encrypts.
         self._compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=threads).compressobj()
-        self.encryptor = Encryptor(key, chunk_size)
+        self.encryptor = Encryptor(key, chunk_size, context)
         self._sink = sink
         self.sha256 = hashlib.sha256()
         self.dump_bytes = 0
@@ -333,8 +387,8 @@ class BackupReader:
     """
 
     def __init__(self, key: bytes, sink: t.Callable[[bytes], None] | None,
-                 compressed_sink: t.Callable[[bytes], None] | None = None) -> None:
-        self.decryptor = Decryptor(key)
+                 compressed_sink: t.Callable[[bytes], None] | None = None, context: bytes | None = None) -> None:
+        self.decryptor = Decryptor(key, context)
         self._decompressor = zstandard.ZstdDecompressor().decompressobj()
         self._sink = sink
         self._compressed_sink = compressed_sink

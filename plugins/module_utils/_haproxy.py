@@ -12,13 +12,17 @@ from __future__ import annotations
 import csv
 import re
 import socket
+import string
 import time
 import typing as t
 
 from ansible_collections.payments.deploy.plugins.module_utils._files import write_text_atomic  # noqa: F401 (re-exported)
+from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
 
-# Colours and map keys go into runtime API commands verbatim: keep them to one safe word.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+# Colours and map keys go into runtime API commands verbatim: keep them to one safe word (matched in full).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+# The only fields backend_template may use, each plain: no attribute, index, conversion or format spec.
+TEMPLATE_FIELDS = ("key", "colour")
 
 # First lines of the answers HAProxy gives when a command fails.
 _ERROR_PREFIXES = (
@@ -69,9 +73,16 @@ def haproxy_argument_spec() -> dict[str, dict[str, t.Any]]:
     }
 
 
+def haproxy_option_problems(params: t.Mapping[str, t.Any]) -> list[str]:
+    """Problems with the options every HAProxy module shares (the template, the socket timeout)."""
+    problems = [p for p in (template_problem(params["backend_template"]),
+                            number_problem("socket_timeout", params["socket_timeout"], maximum=300)) if p]
+    return problems
+
+
 def check_name(kind: str, value: str) -> str | None:
     """Return an error message when ``value`` cannot be sent safely as a map key or colour."""
-    if NAME_PATTERN.match(value):
+    if isinstance(value, str) and NAME_PATTERN.fullmatch(value):
         return None
     return (
         f"{kind} {value!r} is not a plain word: use letters, digits and '_', '.', ':', '-', "
@@ -86,14 +97,29 @@ def check_map_path(path: str) -> str | None:
     return None
 
 
+def template_problem(template: str) -> str | None:
+    """Why ``template`` is not a backend template of plain ``{key}`` and ``{colour}`` fields, or None.
+
+    ``str.format`` would otherwise follow attributes and indexes (``{key.foo}``, ``{key[x]}``) or build a value of any
+    width (``{key:>999999999}``) from a template.
+    """
+    usage = "it must use {colour} and may use {key}, plain: no attributes, indexes, conversions or format specs"
+    try:
+        fields = [parsed[1:] for parsed in string.Formatter().parse(template) if parsed[1] is not None]
+    except ValueError as exc:
+        return f"backend_template {template!r} is invalid ({exc}); {usage}"
+    bad = [name for name, spec, conversion in fields if name not in TEMPLATE_FIELDS or spec or conversion]
+    if bad or "colour" not in [field[0] for field in fields]:
+        return f"backend_template {template!r} is invalid; {usage}"
+    return None
+
+
 def backend_name(template: str, key: str, colour: str) -> str:
     """The backend a colour routes to, e.g. ``{key}_{colour}`` -> ``production_green``."""
-    try:
-        return template.format(key=key, colour=colour)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(
-            f"backend_template {template!r} is invalid ({exc}); it may use only {{key}} and {{colour}}"
-        ) from exc
+    problem = template_problem(template)
+    if problem:
+        raise ValueError(problem)
+    return template.format(key=key, colour=colour)
 
 
 def backend_pattern(template: str, key: str) -> re.Pattern[str]:
@@ -104,7 +130,7 @@ def backend_pattern(template: str, key: str) -> re.Pattern[str]:
     marker = "\0colour\0"
     literal = backend_name(template, key, marker)
     parts = [re.escape(part) for part in literal.split(marker)]
-    return re.compile("^" + "(?P<colour>[A-Za-z0-9.:-]+)".join(parts) + "$")
+    return re.compile("^" + "(?P<colour>[A-Za-z0-9.:-]+)".join(parts) + r"\Z")
 
 
 def _is_error_answer(answer: str) -> bool:
@@ -311,8 +337,26 @@ class MapFlipError(Exception):
         super().__init__(self.message)
 
 
+def runtime_value_problem(map_path: str, key: str, value: str | None) -> str | None:
+    """Why the value HAProxy serves for ``key`` cannot be sent back in a runtime API command (None: it can).
+
+    It is read from HAProxy, not given by the caller, but it goes into a command all the same: a value such as
+    ``blue; shutdown sessions server ...`` would be a second command. It must be a plain word, like any input colour.
+    """
+    if value is None or check_name("colour", value) is None:
+        return None
+    return (f"HAProxy serves {key} -> {value!r} from map {map_path}, which is not a plain colour (letters, digits and "
+            "'_', '.', ':', '-'): it could not be set back safely after a failure, so nothing is sent; correct the map "
+            "entry by hand first")
+
+
 def restore_runtime_value(runtime: HAProxyRuntime, map_path: str, key: str, previous: str | None) -> tuple[bool, str]:
-    """Put the runtime value of ``key`` back to ``previous`` (remove it when None); (worked, a sentence saying so)."""
+    """Put the runtime value of ``key`` back to ``previous`` (remove it when None); (worked, a sentence saying so).
+
+    A ``previous`` that is not a plain word is never sent (see runtime_value_problem)."""
+    problem = runtime_value_problem(map_path, key, previous)
+    if problem:
+        return False, f"refusing to set the runtime value back: {problem}"
     try:
         if previous is None:
             runtime.del_map_value(map_path, key)

@@ -32,15 +32,16 @@ SCRIPTS = ("deploy", "verify", "revert")
 PLAN_FILES = ("plan.yml", "plan.yaml", "plan.json")
 BASE = "@base"
 CHANGE_KEYS = frozenset({"name", "kind", "transactional", "release", "requires", "note"})
+# The patterns below are matched in full (fullmatch): a trailing newline is not accepted.
 # Change names become file names and appear in messages: one safe word.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Registry schema and table are quoted identifiers: lower case keeps them usable unquoted too.
-IDENTIFIER_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-SEMVER_PATTERN = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+IDENTIFIER_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+SEMVER_PATTERN = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 # A PostgreSQL duration as SET accepts it: a number with an optional unit (no unit: milliseconds).
-DURATION_PATTERN = re.compile(r"^\d+(\.\d+)?\s*(us|ms|s|min|h|d)?$")
-# Statements that would end the transaction the module runs a change in.
-TRANSACTION_CONTROL = frozenset({"begin", "commit", "rollback", "end", "abort", "start"})
+DURATION_PATTERN = re.compile(r"\d+(\.\d+)?[ \t]*(us|ms|s|min|h|d)?")
+# Statements that would end the transaction the module runs a change in (or the savepoint a verify script runs in).
+TRANSACTION_CONTROL = frozenset({"begin", "commit", "rollback", "end", "abort", "start", "savepoint", "release"})
 # SQLSTATEs worth another attempt: the same change may pass once the competing lock or transaction is gone.
 RETRYABLE_SQLSTATES = {"55P03": "lock_not_available", "40001": "serialization_failure", "40P01": "deadlock_detected"}
 
@@ -111,7 +112,7 @@ def checksum(deploy: bytes, verify: bytes, revert: bytes) -> str:
 
 def semver_key(version: str) -> tuple[int, int, int]:
     """X.Y.Z as a tuple that sorts like the versions do."""
-    match = SEMVER_PATTERN.match(version)
+    match = SEMVER_PATTERN.fullmatch(version)
     if not match:
         raise ValueError(f"{version!r} is not a semantic version X.Y.Z")
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
@@ -159,7 +160,9 @@ def split_sql(text: str) -> list[str]:
 
 
 def _word_char(char: str) -> bool:
-    return char.isalnum() or char in "_$"
+    """A character that continues an identifier for PostgreSQL's lexer: ASCII letters, digits, _ and $, and every
+    character from 0x80 up (so ``x€$$`` is one identifier, not ``x€`` then a dollar quote)."""
+    return (char.isascii() and char.isalnum()) or char in "_$" or ord(char) >= 0x80
 
 
 def _flush(statements: list[str], current: list[str]) -> None:
@@ -199,7 +202,8 @@ def _quote_end(text: str, start: int, quote: str, backslash_escapes: bool) -> in
     return len(text)
 
 
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+# A dollar quote's tag, as PostgreSQL's lexer reads it (characters from 0x80 up are letters to it).
+_DOLLAR_TAG = re.compile("\\$([A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\\$")
 
 
 def _dollar_end(text: str, start: int) -> int:
@@ -211,6 +215,9 @@ def _dollar_end(text: str, start: int) -> int:
     return len(text) if end < 0 else end + len(tag)
 
 
+PREPARE_TRANSACTION = re.compile(r"\s*prepare\s+transaction\b", re.IGNORECASE)
+
+
 def first_word(statement: str) -> str:
     """The first keyword of a statement, lower case."""
     match = re.match(r"\s*([A-Za-z]+)", statement)
@@ -219,14 +226,14 @@ def first_word(statement: str) -> str:
 
 def duration_problem(option: str, value: str) -> str | None:
     """Why ``value`` is not a duration PostgreSQL's SET accepts, or None."""
-    if DURATION_PATTERN.match(value.strip()):
+    if DURATION_PATTERN.fullmatch(value.strip()):
         return None
     return f"{option} {value!r} is not a duration such as '5s', '500ms' or '5min' (a number, optionally followed by us, ms, s, min, h or d)"
 
 
 def identifier_problem(option: str, value: str) -> str | None:
     """Why ``value`` cannot name the registry schema or table, or None."""
-    if IDENTIFIER_PATTERN.match(value):
+    if IDENTIFIER_PATTERN.fullmatch(value):
         return None
     return f"{option} {value!r} must be a lower-case identifier (letters, digits and '_', not starting with a digit, at most 63 characters)"
 
@@ -301,7 +308,7 @@ def _parse_change(entry: t.Any, position: int, plan_dir: str, seen: set[str], pr
         problems.append(f"change #{position} must be a mapping with name, kind, release (and optionally transactional, requires, note)")
         return None
     name = entry.get("name")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         problems.append(f"change #{position}: name {name!r} must be a string of letters, digits, '_', '.', '-' (for example 0002_payments)")
         return None
     label = f"change {name}"
@@ -318,7 +325,7 @@ def _parse_change(entry: t.Any, position: int, plan_dir: str, seen: set[str], pr
     if not isinstance(transactional, bool):
         problems.append(f"{label}: transactional must be true or false, not {transactional!r}")
     release = entry.get("release")
-    if not isinstance(release, str) or not SEMVER_PATTERN.match(release):
+    if not isinstance(release, str) or not SEMVER_PATTERN.fullmatch(release):
         problems.append(f"{label}: release {release!r} must be the semantic version X.Y.Z that introduced it (quote it in YAML)")
     requires = entry.get("requires", [])
     if not isinstance(requires, list) or not all(isinstance(item, str) for item in requires):
@@ -353,11 +360,17 @@ def _read_script(label: str, script: str, path: str, problems: list[str]) -> byt
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"{label}: cannot read {script} script {path}: {exc}")
         return None
+    if "\0" in text:
+        # libpq sends a script as a C string: it would end at the NUL while the checksum covers the whole file
+        problems.append(f"{label}: {script} script {path} contains a NUL byte (at byte {data.index(0)}): PostgreSQL "
+                        "cannot run it as written")
+        return None
     statements = split_sql(text)
     if not statements:
         problems.append(f"{label}: {script} script {path} holds no SQL statement")
         return None
-    control = sorted({first_word(s).upper() for s in statements if first_word(s) in TRANSACTION_CONTROL})
+    control = sorted({first_word(s).upper() for s in statements if first_word(s) in TRANSACTION_CONTROL}
+                     | {"PREPARE TRANSACTION" for s in statements if PREPARE_TRANSACTION.match(s)})
     if control:
         problems.append(f"{label}: {script} script {path} contains {', '.join(control)}: each change runs in a transaction the "
                         "module manages, so scripts must not begin or end transactions")

@@ -4,11 +4,15 @@
 """PostgreSQL connections (psycopg and the libpq environment of client programs) and client programs run as pipelines.
 
 Private to the payments.deploy collection: the interface may change without notice.
-The password reaches child processes only through ``PGPASSWORD`` in their environment, never their argv.
+Client programs get a minimal environment (no secret of the module: no ENCRYPTION_KEY, no AWS keys, no PGPASSWORD); the
+password reaches them only through a 0600 password file (``PGPASSFILE``) that names the connection's own host, port and
+user, and is removed when the module exits. Database names reach them only as ``dbname='...'``, never as a bare
+``--dbname`` value, which libpq would read as a connection string when it holds ``=``.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import glob
 import hashlib
@@ -36,6 +40,9 @@ MASK = "********"
 # Linux lets a pipe hold this much when asked (F_SETPIPE_SZ); the default 64 KiB stalls the producer too often.
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031
+# What a client program keeps of the module's environment. Not PGSERVICE/PGSERVICEFILE (a service file outranks the PG*
+# variables set here, so it could send the password elsewhere), not PGPASSWORD, ENCRYPTION_KEY or AWS_* (secrets).
+_CHILD_ENV_KEEP = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGPASSFILE"}
 
 
 def postgres_argument_spec() -> dict[str, dict[str, t.Any]]:
@@ -65,26 +72,62 @@ class Connection:
         self.host: str = params["login_host"]
         self.port: int = params["login_port"]
         self.user: str = params["login_user"]
-        self.password: str | None = params.get("login_password") or None
+        # PGPASSWORD of the module's own environment is what libpq would use anyway; taken here so that client programs,
+        # which do not inherit it, get it through the password file, and so that messages mask it
+        self.password: str | None = params.get("login_password") or os.environ.get("PGPASSWORD") or None
         self.ssl_mode: str = params["ssl_mode"]
         self.ca_cert: str | None = params.get("ca_cert")
         self.connect_timeout: int = params["connect_timeout"]
+        self._passfile: str | None = None
 
     def env(self) -> dict[str, str]:
-        """libpq variables for client programs (``PGPASSWORD`` only when a password is set)."""
+        """libpq variables for client programs; never the password (see ``passfile``)."""
         env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGSSLMODE": self.ssl_mode,
                "PGCONNECT_TIMEOUT": str(self.connect_timeout), "PGAPPNAME": "payments.deploy"}
         if self.ca_cert:
             env["PGSSLROOTCERT"] = self.ca_cert
-        if self.password:
-            env["PGPASSWORD"] = self.password
         return env
 
     def child_env(self) -> dict[str, str]:
-        """The environment of a client program: ours with the connection's libpq variables set."""
-        env = dict(os.environ)
+        """The environment of a client program: a few harmless variables of ours, the connection's libpq variables and,
+        with a password, ``PGPASSFILE``."""
+        env = base_child_env()
         env.update(self.env())
+        if self.password:
+            env["PGPASSFILE"] = self.passfile()
         return env
+
+    def passfile(self) -> str:
+        """A password file (mode 0600, in a private 0700 directory) matching only this connection's host(s), port and
+        user, so that libpq hands the password to no other server; created once, removed at exit (``remove_passfile``)."""
+        if self._passfile is None:
+            if self.password is None:
+                raise PostgresError("no password to put in a password file")
+            if "\n" in self.password or "\r" in self.password:
+                raise PostgresError("login_password holds a line break, which a libpq password file cannot carry")
+            hosts = [h for h in self.host.split(",") if h] or ["localhost"]
+            if any(h.startswith("/") for h in hosts):
+                hosts.append("localhost")  # libpq looks a socket in its default directory up as "localhost"
+            lines = "".join(":".join(_pgpass_field(f) for f in (host, str(self.port), "*", self.user, self.password)) + "\n"
+                            for host in hosts)
+            directory = tempfile.mkdtemp(prefix="payments-deploy-pg-")
+            path = os.path.join(directory, "pgpass")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(lines)
+            self._passfile = path
+            atexit.register(self.remove_passfile)
+        return self._passfile
+
+    def remove_passfile(self) -> None:
+        if self._passfile is None:
+            return
+        for remove, path in ((os.unlink, self._passfile), (os.rmdir, os.path.dirname(self._passfile))):
+            try:
+                remove(path)
+            except FileNotFoundError:
+                pass
+        self._passfile = None
 
     def describe(self) -> dict[str, t.Any]:
         """The non-secret connection settings, for results."""
@@ -143,6 +186,21 @@ class Session:
             pass
 
 
+def base_child_env() -> dict[str, str]:
+    """The few harmless variables of the module's environment that a client program keeps."""
+    return {k: v for k, v in os.environ.items() if k in _CHILD_ENV_KEEP or k.startswith("LC_")}
+
+
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def dbname_conninfo(name: str) -> str:
+    """``dbname='<name>'``, for ``--dbname``: a connection string that sets the database name only. A bare name holding
+    ``=`` (``host=elsewhere dbname=x``) or starting with ``postgresql://`` would be read by libpq as connection parameters."""
+    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -163,7 +221,8 @@ def major_of(version_num: int) -> int:
 
 def client_version(program: str) -> tuple[int, str]:
     """``(major, version)`` of a client program from ``--version``, e.g. ``(15, '15.18')``."""
-    proc = subprocess.run([program, "--version"], capture_output=True, text=True, check=False, timeout=30)  # pylint: disable=ansible-bad-function
+    proc = subprocess.run([program, "--version"], capture_output=True, text=True, check=False, timeout=30,  # pylint: disable=ansible-bad-function
+                          env=base_child_env())
     match = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", proc.stdout)
     if proc.returncode != 0 or not match:
         raise PostgresError(f"cannot tell the version of {program}: {(proc.stdout + proc.stderr).strip()!r}")

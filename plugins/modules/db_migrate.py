@@ -42,6 +42,17 @@ requirements:
   - psycopg >= 3.1 (C(psycopg[binary]) or C(psycopg) with libpq) on the target host
   - PyYAML on the target host when the plan is C(plan.yml); a C(plan.json) needs nothing else
 options:
+  url:
+    description:
+      - The whole connection as a C(postgresql://) URL or a libpq connection string, for example the service's
+        C(DATABASE_URL). libpq parses it, so a percent-encoded password (C(p%40ss)) is decoded and every parameter
+        (C(?sslmode=verify-full&sslrootcert=...)) is kept. Never logged or returned.
+      - When set, O(login_host), O(login_port), O(login_user), O(login_password) and O(db) are not used; O(ssl_mode),
+        O(ca_cert) and O(connect_timeout) apply only when the URL does not set C(sslmode), C(sslrootcert) or
+        C(connect_timeout) itself.
+      - It must name a database. One of O(url) and O(db) is required.
+    type: str
+    aliases: [database_url]
   login_host:
     description:
       - Host name or IP address of the PostgreSQL server, or the directory of its Unix socket.
@@ -64,14 +75,16 @@ options:
     type: str
   db:
     description:
-      - Name of the database to migrate.
+      - Name of the database to migrate. An empty name fails (libpq would use the login user's default database).
+      - One of O(url) and O(db) is required.
     type: str
-    required: true
   ssl_mode:
     description:
-      - libpq C(sslmode) of the connection. Use V(verify-full) with O(ca_cert) in production.
+      - libpq C(sslmode) of the connection (when O(url) does not set one). The default, V(verify-full), needs the
+        server's CA (O(ca_cert), or libpq's C(~/.postgresql/root.crt)); V(disable), V(allow) and V(prefer) let an
+        attacker on the network path read or downgrade the connection.
     type: str
-    default: prefer
+    default: verify-full
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ca_cert:
     description:
@@ -115,6 +128,7 @@ options:
   advisory_lock_timeout:
     description:
       - Seconds to wait for the migration advisory lock held by another run. V(0) tries once.
+      - A finite number from V(0) to V(86400); anything else fails before anything is connected to.
     type: float
     default: 60
   retries:
@@ -316,10 +330,18 @@ from ansible_collections.payments.deploy.plugins.module_utils._migrations import
     to_deploy,
     to_revert,
 )
+from ansible_collections.payments.deploy.plugins.module_utils._conninfo import (
+    SSL_MODES,
+    ConninfoError,
+    parse_database_url,
+)
+from ansible_collections.payments.deploy.plugins.module_utils._conninfo import where as conninfo_where
+from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
 
 PSYCOPG_IMPORT_ERROR: str | None
 try:
     import psycopg
+    from psycopg.pq import TransactionStatus
 except ImportError:
     import traceback
 
@@ -330,6 +352,7 @@ else:
 APPLICATION_NAME = "payments.deploy.db_migrate"
 LOCK_POLL_SECONDS = 0.2
 MAX_RETRIES = 20
+MAX_ADVISORY_LOCK_TIMEOUT = 86400.0
 
 
 def backoff(attempt: int) -> float:
@@ -356,6 +379,7 @@ class StepFailed(Exception):
     def __init__(self, change: Change, script: str, exc: Exception) -> None:
         self.change = change
         self.script = script
+        self.cause = exc
         self.sqlstate: str | None = getattr(exc, "sqlstate", None)
         self.error = describe(exc)
         self.cleanup = ""
@@ -368,6 +392,12 @@ class StepFailed(Exception):
     @property
     def path(self) -> str:
         return self.change.paths.get(self.script, self.script)
+
+
+class TransactionControl(Exception):
+    """A script ended or began a transaction the module manages."""
+
+    sqlstate = None
 
 
 class StillInPlace(Exception):
@@ -395,6 +425,7 @@ class Migration:
         self.registry_created = False
         self.changes_started: float | None = None
         self.timings: dict[str, float] = {"connect": 0.0, "registry": 0.0, "lock_wait": 0.0, "changes": 0.0, "total": 0.0}
+        self.conninfo: dict[str, str] | None = None
 
     # --- results ----------------------------------------------------------------------------------------
 
@@ -430,8 +461,16 @@ class Migration:
             identifier_problem("registry_schema", params["registry_schema"]),
             identifier_problem("registry_table", params["registry_table"]),
         ]
-        if params["advisory_lock_timeout"] < 0:
-            problems.append("advisory_lock_timeout must not be negative")
+        problems.append(number_problem("advisory_lock_timeout", params["advisory_lock_timeout"],
+                                       maximum=MAX_ADVISORY_LOCK_TIMEOUT, allow_minimum=True))
+        if params["url"] is not None:
+            try:
+                self.conninfo = parse_database_url(params["url"], "url")
+            except ConninfoError as exc:
+                problems.append(str(exc))
+        elif not (params["db"] or "").strip():
+            problems.append("db must name the database to migrate (an empty name would make libpq use the login "
+                            "user's default database)")
         if not 0 <= params["retries"] <= MAX_RETRIES:
             problems.append(f"retries must be between 0 and {MAX_RETRIES}")
         if params["connect_timeout"] < 1:
@@ -462,15 +501,22 @@ class Migration:
 
     def connect(self) -> None:
         params = self.params
-        options = {
-            "host": params["login_host"], "port": params["login_port"], "user": params["login_user"],
-            "password": params["login_password"], "dbname": params["db"], "sslmode": params["ssl_mode"],
-            "sslrootcert": params["ca_cert"], "connect_timeout": params["connect_timeout"], "application_name": APPLICATION_NAME,
-        }
+        defaults = {"sslmode": params["ssl_mode"], "sslrootcert": params["ca_cert"],
+                    "connect_timeout": params["connect_timeout"], "application_name": APPLICATION_NAME}
+        if self.conninfo is not None:
+            # the URL as libpq parses it, every parameter kept; the options only fill in what it does not set
+            conninfo = params["url"].strip()
+            options = {key: value for key, value in defaults.items() if key not in self.conninfo}
+            where = conninfo_where(self.conninfo)
+        else:
+            conninfo = ""
+            options = dict(defaults, host=params["login_host"], port=params["login_port"], user=params["login_user"],
+                           password=params["login_password"], dbname=params["db"])
+            where = f"{params['login_user']}@{params['login_host']}:{params['login_port']}/{params['db']}"
         started = time.monotonic()
-        where = f"{params['login_user']}@{params['login_host']}:{params['login_port']}/{params['db']}"
         try:
-            self.conn = psycopg.connect(autocommit=True, **{key: value for key, value in options.items() if value is not None})
+            self.conn = psycopg.connect(conninfo, autocommit=True,
+                                        **{key: value for key, value in options.items() if value is not None})
         except psycopg.Error as exc:
             self.fail(f"cannot connect to PostgreSQL as {where}: {describe(exc)}; nothing changed")
         self.timings["connect"] = self._since(started)
@@ -556,23 +602,40 @@ class Migration:
     # --- running scripts --------------------------------------------------------------------------------
 
     def execute(self, change: Change, script: str, statement_by_statement: bool = False) -> None:
-        """Run one script of a change, recording its path; wrap a database error in StepFailed."""
+        """Run one script of a change, recording its path; wrap a database error in StepFailed.
+
+        The script must leave the connection's transaction as it found it: one that ended (or began) a transaction
+        fails the change, since what it committed is beyond the module's rollback."""
         self.statements.append(change.paths[script])
+        expected = self.conn.info.transaction_status
         try:
             if statement_by_statement:
                 for statement in split_sql(change.sql[script]):
                     self.conn.execute(statement)
+                    self._check_transaction(change, script, expected)
             else:
                 self.conn.execute(change.sql[script])
+                self._check_transaction(change, script, expected)
         except psycopg.Error as exc:
             raise StepFailed(change, script, exc) from exc
 
+    def _check_transaction(self, change: Change, script: str, expected: t.Any) -> None:
+        status = self.conn.info.transaction_status
+        if status != expected and status != TransactionStatus.INERROR:
+            what = "ended the transaction it ran in" if expected == TransactionStatus.INTRANS else "began a transaction"
+            raise StepFailed(change, script, TransactionControl(
+                f"the script {what} (transaction status {status.name}, expected {expected.name}): scripts must not "
+                "begin or end transactions; whatever it committed is not rolled back"))
+
     def verify_fails(self, change: Change) -> bool:
         """Run the verify script in a savepoint (or its own transaction) and say whether it failed, as it must after a revert."""
-        self.statements.append(change.paths["verify"])
         try:
             with self.conn.transaction(force_rollback=True):
-                self.conn.execute(change.sql["verify"])
+                self.execute(change, "verify")
+        except StepFailed as failure:
+            if isinstance(failure.cause, TransactionControl):
+                raise
+            return True
         except psycopg.Error:
             return True
         return False
@@ -662,7 +725,10 @@ class Migration:
             message += f"; gave up after {attempt} attempts (retries={params['retries']})"
         if failure.script == "verify" and action == "deploy":
             message += "; the change is not in place after its deploy script ran"
-        if change.transactional:
+        if isinstance(failure.cause, TransactionControl):
+            message += (". What the script ran before it ended the transaction is committed and stays: check the "
+                        "database by hand; the registry does not list the change as " + action + "ed")
+        elif change.transactional:
             state = "nothing of it is applied" if action == "deploy" else "it is still applied"
             message += f". The change's transaction was rolled back: {state} and the registry is unchanged"
         elif action == "deploy":
@@ -733,8 +799,9 @@ def main() -> None:
             "login_port": {"type": "int", "default": 5432},
             "login_user": {"type": "str", "default": "postgres"},
             "login_password": {"type": "str", "no_log": True},
-            "db": {"type": "str", "required": True},
-            "ssl_mode": {"type": "str", "default": "prefer", "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]},
+            "url": {"type": "str", "no_log": True, "aliases": ["database_url"]},
+            "db": {"type": "str"},
+            "ssl_mode": {"type": "str", "default": "verify-full", "choices": list(SSL_MODES)},
             "ca_cert": {"type": "path"},
             "connect_timeout": {"type": "int", "default": 10},
             "plan_dir": {"type": "path", "required": True},
@@ -750,6 +817,7 @@ def main() -> None:
             "newer_schema": {"type": "str", "default": "fail", "choices": ["fail", "allow_expand"]},
         },
         required_if=[("state", "reverted", ("target",))],
+        required_one_of=[("url", "db")],
         supports_check_mode=True,
     )
     if PSYCOPG_IMPORT_ERROR is not None:

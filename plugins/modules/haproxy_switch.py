@@ -18,6 +18,9 @@ description:
   - After the runtime change it rewrites the map file on disk atomically, so that a reload or restart keeps the colour.
     When that write fails, the runtime value is set back and the module fails.
   - Reports a map file on disk that disagrees with the value HAProxy serves, and fixes it when O(persist=true).
+  - Refuses to run, sending no command that changes anything, when HAProxy serves the key a value that is not a
+    plain word (letters, digits, C(_), C(.), C(:), C(-)), since that value could not be sent back safely if the
+    switch had to be undone.
   - Idempotent, with check mode and diff mode.
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
@@ -60,7 +63,7 @@ options:
   wait_timeout:
     description:
       - Seconds to wait, polling C(show stat), for the servers of the target backend to come C(UP).
-      - V(0) checks once.
+      - V(0) checks once. A finite number from V(0) to V(3600); anything else fails before anything is read.
     type: float
     default: 30.0
   persist:
@@ -177,14 +180,18 @@ from ansible_collections.payments.deploy.plugins.module_utils._haproxy import (
     check_map_path,
     check_name,
     haproxy_argument_spec,
+    haproxy_option_problems,
     flip_runtime_value,
     parse_map_text,
     persist_map_value,
     read_map_file,
     restore_runtime_value,
+    runtime_value_problem,
 )
+from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
 
 WRITE_ERRORS = (OSError, UnicodeError)
+MAX_WAIT_TIMEOUT = 3600.0
 
 
 class Switch:
@@ -218,13 +225,12 @@ class Switch:
         problems = [p for p in (check_name("key", self.key), check_name("colour", self.colour), check_map_path(self.map_file)) if p]
         if self.colour not in params["allowed_colours"]:
             problems.append(f"colour {self.colour!r} is not one of allowed_colours {params['allowed_colours']}")
-        if params["wait_timeout"] < 0:
-            problems.append("wait_timeout must not be negative")
+        problems += haproxy_option_problems(params)
+        problems += [p for p in (number_problem("wait_timeout", params["wait_timeout"], maximum=MAX_WAIT_TIMEOUT,
+                                                allow_minimum=True),) if p]
         backend = ""
-        try:
+        if not problems:
             backend = backend_name(params["backend_template"], self.key, self.colour)
-        except ValueError as exc:
-            problems.append(str(exc))
         if problems:
             self.module.fail_json(msg="; ".join(problems), commands=[])
         return backend
@@ -236,6 +242,9 @@ class Switch:
         except HAProxyRuntimeError as exc:
             self.fail(f"cannot read map {self.map_file} from HAProxy", exc)
         self.previous = runtime_map.get(self.key)
+        problem = runtime_value_problem(self.map_file, self.key, self.previous)
+        if problem:
+            self.fail(f"refusing to switch {self.key}: {problem}")
         try:
             return runtime_map, read_map_file(self.map_file)
         except (OSError, UnicodeDecodeError) as exc:

@@ -92,6 +92,7 @@ from ansible_collections.payments.deploy.plugins.module_utils._haproxy import (
     check_map_path,
     check_name,
     haproxy_argument_spec,
+    haproxy_option_problems,
     parse_map_text,
     read_map_file,
 )
@@ -105,10 +106,7 @@ def main() -> None:
     map_file, key = params["map_file"], params["key"]
 
     problems = [p for p in (check_map_path(map_file), check_name("key", key) if key is not None else None) if p]
-    try:
-        backend_pattern(params["backend_template"], key or "key")
-    except ValueError as exc:
-        problems.append(str(exc))
+    problems += haproxy_option_problems(params)
     if problems:
         module.fail_json(msg="; ".join(problems), commands=[])
 

@@ -256,6 +256,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problems
 from ansible_collections.payments.deploy.plugins.module_utils._stripe import (
     StripeError,
     StripeModule,
@@ -269,6 +270,8 @@ from ansible_collections.payments.deploy.plugins.module_utils._stripe import (
 RESERVED_METADATA = ("probe_run_id", "probe_n")
 STEPS = ("create", "retrieve", "list", "service", "refund", "charge")
 MAX_IDEMPOTENCY_KEY = 255
+# An upper bound for every duration option: a typo such as 1e9 would otherwise hang the run.
+MAX_SECONDS = 3600.0
 
 
 class ProbeFailed(Exception):
@@ -291,12 +294,13 @@ def validate(params: t.Mapping[str, t.Any]) -> list[str]:
         problems.append("count must be between 1 and 20")
     if not 50 <= params["amount"] <= 10000:
         problems.append("amount must be between 50 and 10000 (a small amount in the currency's smallest unit)")
-    if not re.match(r"^[a-z]{3}$", params["currency"] or ""):
+    if not re.fullmatch(r"[a-z]{3}", params["currency"] or ""):
         problems.append(f"currency {params['currency']!r} must be a three-letter ISO code in lower case, such as usd")
-    if params["p95_threshold"] <= 0:
-        problems.append("p95_threshold must be a positive number of seconds")
-    if params["refund_timeout"] < 0:
-        problems.append("refund_timeout must not be negative")
+    problems += number_problems(params, {
+        "p95_threshold": {"maximum": MAX_SECONDS},
+        "refund_timeout": {"maximum": MAX_SECONDS, "allow_minimum": True},
+        "timeout": {"maximum": MAX_SECONDS},
+    })
     reserved = sorted(set(params["metadata"] or {}) & set(RESERVED_METADATA))
     if reserved:
         problems.append(f"metadata keys {reserved} are set by the module")
@@ -306,8 +310,12 @@ def validate(params: t.Mapping[str, t.Any]) -> list[str]:
     if check is not None:
         if "{id}" not in (check["url"] or ""):
             problems.append("service_check.url must contain {id} where the PaymentIntent id goes")
-        if check["retries"] < 0 or check["retry_delay"] < 0 or check["timeout"] <= 0:
-            problems.append("service_check retries and retry_delay must not be negative, timeout must be positive")
+        if check["retries"] < 0:
+            problems.append("service_check.retries must not be negative")
+        problems += number_problems({f"service_check.{k}": v for k, v in check.items()}, {
+            "service_check.timeout": {"maximum": MAX_SECONDS},
+            "service_check.retry_delay": {"maximum": MAX_SECONDS, "allow_minimum": True},
+        })
     return problems
 
 

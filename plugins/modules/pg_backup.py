@@ -21,8 +21,12 @@ description:
     parsed by C(pg_restore); with O(verify_restore=true) it is restored into a scratch database whose per-table row counts
     must equal those counted in the snapshot. An object that fails verification is deleted.
   - A manifest C(<backup id>.manifest.json) is written beside the object last, with the backup id, database, versions,
-    sizes, sha256, timings, migration head, schema fingerprint, row counts, encryption and compression parameters (never the key).
-  - O(keep) deletes the oldest backups of the database (manifest and object), never the one just made.
+    sizes, sha256, timings, migration head, schema fingerprint, row counts, encryption and compression parameters (never the key),
+    and an HMAC-SHA256 over all of it under a key derived from the encryption key. The object's header binds it to the
+    backup id, database and creation time (authenticated in every chunk), so one backup cannot be passed off as another.
+  - With several destinations, a manifest already written is deleted again when writing it to a later one fails.
+  - O(keep) deletes the oldest backups of the database (manifest and object), never the one just made. It deletes only
+    C(<id>.manifest.json) and C(<id>.dump.zst.enc) of backup ids of this database, never a path named inside a manifest.
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - payments.deploy.postgres
@@ -45,7 +49,7 @@ options:
   db:
     description:
       - Name of the database to back up. It is part of the backup id and the file names, so it must be a plain name
-        (letters, digits, C(_), C(.), C(-)).
+        (letters, digits, C(_), C(.), C(-)) of at most 63 bytes.
   encryption_key:
     description:
       - The 32-byte key, as 64 hexadecimal characters, that encrypts the backup. Falls back to the C(ENCRYPTION_KEY)
@@ -67,6 +71,9 @@ options:
     description:
       - Keep the newest O(keep) backups of this database in each destination (by the C(created_at) of their manifests,
         the new one included) and delete the older ones, manifest first. Nothing is deleted when omitted.
+      - Manifests that do not authenticate with the key (written before manifests were authenticated, with another key,
+        or planted) count as older than every authenticated one, so a forged date never pushes a real backup out.
+        Manifests that are malformed, or whose id is not the one in their file name, are ignored.
     type: int
   verify:
     description:
@@ -234,7 +241,7 @@ from ansible_collections.payments.deploy.plugins.module_utils import _backup_sto
 from ansible_collections.payments.deploy.plugins.module_utils import _crypto as crypto
 from ansible_collections.payments.deploy.plugins.module_utils import _postgres as pg
 
-PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+PLAIN_NAME = store_lib.PLAIN_NAME
 QUALIFIED_NAME = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_$]*)\.)?([A-Za-z_][A-Za-z0-9_$]*)$")
 READ_SIZE = 1 << 20
 MAX_IDENTIFIER = 63
@@ -268,6 +275,7 @@ class Backup:
         self.key = self._validate()
         self.stores = self._stores()
         self.backup_id = ""
+        self.context: bytes | None = None
 
     # --- reporting ------------------------------------------------------------------------------------
 
@@ -297,6 +305,8 @@ class Backup:
             problems.append("no destination: set dest_dir and/or s3_bucket")
         if not PLAIN_NAME.match(self.db):
             problems.append(f"db {self.db!r} cannot name backup files: use letters, digits, '_', '.' and '-'")
+        elif len(self.db.encode()) > MAX_IDENTIFIER:
+            problems.append(f"db {self.db!r} is longer than PostgreSQL's {MAX_IDENTIFIER}-byte limit")
         elif params["verify_restore"] and len(self.db) + len("_verify_") + 8 > MAX_IDENTIFIER:
             problems.append(f"db {self.db!r} is too long for the scratch database name of verify_restore")
         if params["keep"] is not None and params["keep"] < 1:
@@ -349,8 +359,9 @@ class Backup:
 
     def dump_argv(self, pg_dump: str, snapshot: str, schema_only: bool) -> list[str]:
         if schema_only:
-            return [pg_dump, "--schema-only", "--format=plain", "--no-password", f"--snapshot={snapshot}", f"--dbname={self.db}"]
-        argv = [pg_dump, "--format=custom", "--compress=0", "--no-password", f"--snapshot={snapshot}", f"--dbname={self.db}"]
+            return [pg_dump, "--schema-only", "--format=plain", "--no-password", f"--snapshot={snapshot}",
+                    f"--dbname={pg.dbname_conninfo(self.db)}"]
+        argv = [pg_dump, "--format=custom", "--compress=0", "--no-password", f"--snapshot={snapshot}", f"--dbname={pg.dbname_conninfo(self.db)}"]
         if self.params["lock_wait_timeout"]:
             argv.insert(-1, f"--lock-wait-timeout={self.params['lock_wait_timeout']}")
         return argv
@@ -358,7 +369,7 @@ class Backup:
     def verify_argv(self, pg_restore: str, scratch: str | None) -> list[str]:
         if scratch is None:
             return [pg_restore, "--file=/dev/null"]
-        return [pg_restore, "--no-password", "--exit-on-error", "--no-owner", "--no-privileges", f"--dbname={scratch}"]
+        return [pg_restore, "--no-password", "--exit-on-error", "--no-owner", "--no-privileges", f"--dbname={pg.dbname_conninfo(scratch)}"]
 
     def migration_head(self, snap: pg.Session) -> str | None:
         if self.params["migration_head"] is not None:
@@ -388,7 +399,7 @@ class Backup:
             for upload in uploads:
                 upload.write(data)
 
-        writer = crypto.BackupWriter(self.key, sink, level=self.params["compression_level"])
+        writer = crypto.BackupWriter(self.key, sink, level=self.params["compression_level"], context=self.context)
         counts: dict[str, int] = {}
         errors: list[BaseException] = []
 
@@ -503,7 +514,7 @@ class Backup:
             self.commands.append(argv)
             child = pg.Child(argv, self.conn, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
             feeder = pg.Feeder(child.feed)
-            reader = crypto.BackupReader(self.key, feeder)
+            reader = crypto.BackupReader(self.key, feeder, context=self.context)
             try:
                 for block in store.read(name):
                     reader.write(block)
@@ -538,13 +549,18 @@ class Backup:
     # --- retention ----------------------------------------------------------------------------------------
 
     def expired(self) -> list[tuple[store_lib.Store, dict[str, t.Any]]]:
-        """Manifests beyond the newest ``keep`` of this database (the new backup counted first, never listed)."""
+        """Manifests beyond the newest ``keep`` of this database (the new backup counted first, never listed). Only
+        manifests whose id is one of this database's and matches their file name are listed (see store_lib.manifests).
+        Their ``created_at`` orders only the manifests authenticated with this key: the others (written before manifests
+        were authenticated, with another key, or planted) count as older than all of them, so a forged date cannot push a
+        real backup out."""
         keep = self.params["keep"]
         if keep is None:
             return []
         doomed = []
         for store in self.stores:
             others = [m for m in store.manifests(self.db) if m["backup_id"] != self.backup_id]
+            others.sort(key=lambda m: crypto.manifest_authentic(self.key, m), reverse=True)  # stable: newest first within each
             doomed.extend((store, manifest) for manifest in others[keep - 1:])
         return doomed
 
@@ -553,7 +569,8 @@ class Backup:
         deleted = []
         for store, manifest in self.expired():
             backup_id = manifest["backup_id"]
-            names = [store_lib.manifest_name(backup_id), str(manifest.get("object") or store_lib.object_name(backup_id))]
+            # the names derive from the validated id, never from a path in the manifest
+            names = [store_lib.manifest_name(backup_id), store_lib.object_name(backup_id)]
             for name in names:  # manifest first: an interrupted deletion never leaves a manifest without its object
                 store.delete(name)
             deleted.append({"backup_id": backup_id, "created_at": manifest.get("created_at"),
@@ -573,6 +590,8 @@ class Backup:
             self.fail(str(exc))
         created = utc_now()
         self.backup_id = f"{self.db}-{created:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        # binds the object to this backup: authenticated in every chunk, and named by the (authenticated) manifest
+        self.context = crypto.backup_context(self.backup_id, self.db, iso(created))
         name = store_lib.object_name(self.backup_id)
         locations = [store.location(name) for store in self.stores]
         manifest_locations = [store.location(store_lib.manifest_name(self.backup_id)) for store in self.stores]
@@ -629,7 +648,7 @@ class Backup:
             raise
 
         manifest = {
-            "format": "payments.deploy.pg_backup", "manifest_version": 1,
+            "format": "payments.deploy.pg_backup", "manifest_version": 2,
             "backup_id": self.backup_id, "database": self.db, "created_at": iso(created), "completed_at": iso(utc_now()),
             "object": name, "sha256": writer.sha256.hexdigest(),
             "server_version": info["server_version"], "server_version_num": info["server_version_num"],
@@ -642,10 +661,11 @@ class Backup:
             "schema_fingerprint": fingerprint, "row_counts": counts, "snapshot": "row counts and schema taken in the dump's snapshot",
             "verification": verification, "timings": dict(self.timings),
         }
+        manifest["mac"] = crypto.manifest_mac(self.key, manifest)  # last: it covers every other field
         since = time.monotonic()
         try:
-            for store in self.stores:
-                store.put_text(store_lib.manifest_name(self.backup_id), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            store_lib.put_text_everywhere(self.stores, store_lib.manifest_name(self.backup_id),
+                                          json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         except FAILURES as exc:
             self.cleanup([], committed, None)
             self.fail(f"writing the manifest failed, no backup was kept: {exc}", deleted_unverified=locations)
@@ -703,7 +723,7 @@ class Backup:
             self.fail(str(exc))
         deleted = [{"backup_id": m["backup_id"], "created_at": m.get("created_at"),
                     "locations": [store.location(store_lib.manifest_name(m["backup_id"])),
-                                  store.location(str(m.get("object") or store_lib.object_name(m["backup_id"])))]}
+                                  store.location(store_lib.object_name(m["backup_id"]))]}
                    for store, m in doomed]
         self.timings["total"] = self.elapsed()
         result = self.common_result(locations, manifest_locations, deleted)

@@ -9,9 +9,13 @@ module: pg_restore_backup
 short_description: Restore a backup made by pg_backup into a new database and swap it in, keeping the replaced database
 version_added: 0.1.0
 description:
+  - Checks the manifest first, its structure and types, then its HMAC (under a key derived from the encryption key), before
+    anything in it is used. A manifest without an HMAC (written before manifests were authenticated) is refused, since
+    nothing would tell it from another backup's. Files are located by the backup id, never by a path in the manifest.
   - Fetches a backup made by M(payments.deploy.pg_backup) (from a local directory or S3), and decrypts and decompresses it
     completely first, into a temporary file, checking every chunk's authentication tag, the last-chunk flag, the zstd
-    checksum and the sha256 of the stored object against the manifest. A tampered, truncated, reordered or wrongly keyed
+    checksum, the sha256 of the stored object against the manifest and that the object was made for this backup (its
+    header binds the backup id, database and creation time). A tampered, truncated, reordered, swapped or wrongly keyed
     backup fails with a message saying which, before any database is touched.
   - Restores it with C(pg_restore) into a new database C(<target_db>_restore_<UTC time>) with the owner, encoding, locale,
     privileges (C(GRANT ... ON DATABASE)) and settings (C(ALTER DATABASE ... SET)) of the database it replaces, and compares
@@ -20,7 +24,8 @@ description:
     sessions terminated (O(terminate_connections)), and in one transaction it is renamed
     C(<target_db>_before_restore_<UTC time>) and the restored database renamed O(target_db). The kept database accepts
     connections again afterwards (for reconciliation).
-  - When the restore or its verification fails, the new database is dropped and O(target_db) is left as it was.
+  - When anything fails after the new database was created (the restore, its verification, the swap, an unexpected
+    error), the new database is dropped and O(target_db) is left as it was.
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - payments.deploy.postgres
@@ -50,11 +55,15 @@ options:
   target_db:
     description:
       - The database to replace. Defaults to the database the backup was taken of.
+      - Must be a plain name (letters, digits, C(_), C(.), C(-)), as the manifest's database must. A name holding C(=) or
+        C(/) could be read by libpq as a connection string (sending the password elsewhere) or name files.
     type: str
   backup_id:
     description:
       - Id of the backup to restore, as returned by M(payments.deploy.pg_backup), from O(src_dir) or the S3 location.
-      - V(latest) picks the newest backup of O(target_db) there (by the C(created_at) of the manifests).
+      - Otherwise of the form C(<database>-<UTC time>-<6 hex digits>).
+      - V(latest) picks the newest backup of O(target_db) there (by the C(created_at) of the manifests that authenticate
+        with the key; the others are ignored).
       - Exactly one of O(backup_id) and O(manifest) is required.
     type: str
   manifest:
@@ -96,8 +105,8 @@ options:
     default: true
   temp_dir:
     description:
-      - Directory for the verified, decrypted backup (plaintext, mode C(0600), removed at the end); use an encrypted disk or
-        a tmpfs. It holds the decrypted zstd stream, about the size of the stored object (RV(sizes.stored_bytes)); with
+      - Directory for the verified, decrypted backup (plaintext, mode C(0600), named C(payments-restore-*), removed at the
+        end); use an encrypted disk or a tmpfs. It holds the decrypted zstd stream, about the size of the stored object (RV(sizes.stored_bytes)); with
         O(jobs) above 1 it holds the uncompressed dump (RV(sizes.dump_bytes)), since a parallel C(pg_restore) must seek in it.
       - The system temporary directory when omitted.
     type: path
@@ -231,9 +240,15 @@ class Restore:
         self.store = self._store()
         self.manifest: dict[str, t.Any] = {}
         self.target = ""
+        self.admin: pg.Session | None = None
+        self.created: str | None = None  # a database this run created and has not handed over yet: dropped on failure
         self.stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S")
 
     def fail(self, msg: str, **extra: t.Any) -> t.NoReturn:
+        """Fail the run; a database it created is dropped first (on every failure path)."""
+        if self.created is not None and self.admin is not None:
+            msg = f"{msg}; {self.drop(self.admin, self.created)}"
+            self.created = None
         self.timings["total"] = round(time.monotonic() - self.started, 3)
         self.module.fail_json(msg=self.conn.scrub(msg), backup_id=self.manifest.get("backup_id"), commands=self.commands,
                               queries=self.queries, timings=self.timings, connection=self.conn.describe(), **extra)
@@ -257,6 +272,12 @@ class Restore:
             problems.append("set only one source: src_dir or s3_bucket")
         if params["backup_id"] == "latest" and not params["target_db"]:
             problems.append("backup_id=latest needs target_db (the database whose newest backup to restore)")
+        if params["backup_id"] not in (None, "latest") and not store_lib.is_backup_id(params["backup_id"]):
+            problems.append(f"backup_id {params['backup_id']!r} is not a backup id (<database>-<UTC time>-<6 hex digits>) nor 'latest'")
+        if params["target_db"] is not None:
+            problem = store_lib.plain_name_problem("target_db", params["target_db"])
+            if problem:
+                problems.append(problem + ": it would be read as a connection string, or name files")
         if params["jobs"] < 1:
             problems.append("jobs must be at least 1")
         if params["s3_part_size_mb"] < 5:
@@ -282,9 +303,12 @@ class Restore:
                 raise store_lib.StoreError(f"cannot read manifest {params['manifest']}: {exc}") from None
             where = params["manifest"]
         elif params["backup_id"] == "latest":
-            found = self.store.manifests(params["target_db"])
+            listed = self.store.manifests(params["target_db"])
+            # only an authenticated created_at may decide which backup is the newest
+            found = [m for m in listed if crypto.manifest_authentic(self.key, m)]
             if not found:
-                raise store_lib.StoreError(f"no backup of {params['target_db']} in {self.store.describe()}")
+                ignored = f" ({len(listed)} manifest(s) there fail authentication with this key and were ignored)" if listed else ""
+                raise store_lib.StoreError(f"no authenticated backup of {params['target_db']} in {self.store.describe()}{ignored}")
             where = self.store.location(store_lib.manifest_name(found[0]["backup_id"]))
             text = json.dumps(found[0])
         else:
@@ -295,21 +319,36 @@ class Restore:
             manifest = json.loads(text)
         except ValueError as exc:
             raise store_lib.StoreError(f"manifest {where} is not valid JSON: {exc}") from None
-        missing = [k for k in ("backup_id", "database", "object", "sha256", "encryption") if k not in manifest]
-        if missing:
-            raise store_lib.StoreError(f"manifest {where} lacks {', '.join(missing)}: not a pg_backup manifest")
+        problems = store_lib.manifest_problems(manifest)
+        if problems:
+            raise store_lib.StoreError(f"manifest {where} refused: {'; '.join(problems)}: not a pg_backup manifest")
+        if params["backup_id"] not in (None, "latest") and manifest["backup_id"] != params["backup_id"]:
+            raise store_lib.StoreError(f"manifest {where} refused: it describes backup {manifest['backup_id']}, not {params['backup_id']}")
         return manifest
+
+    def authenticate(self) -> None:
+        """Check the manifest's MAC before anything in it is used (the key id is compared first, for a clear message)."""
+        manifest = self.manifest
+        expected_key = manifest["encryption"].get("key_id")
+        if expected_key and expected_key != crypto.key_id(self.key):
+            raise crypto.BackupIntegrityError("wrong_key", f"wrong key: backup {manifest['backup_id']} was encrypted with the key whose "
+                                                           f"id is {expected_key}, but the given key has id {crypto.key_id(self.key)}")
+        if manifest.get("mac") is None:
+            raise crypto.BackupIntegrityError(
+                "unauthenticated", "its manifest carries no authentication code: it was written before manifests were "
+                "authenticated, so its backup id, database, sha256 and row counts could have been swapped with another "
+                "backup's undetectably; restoring it is refused (take a new backup)")
+        if not crypto.manifest_authentic(self.key, manifest):
+            raise crypto.BackupIntegrityError("tampered", "its manifest failed authentication: it was modified after the backup "
+                                                          "was written")
 
     def decode(self, sink: t.Callable[[bytes], None] | None, compressed_sink: t.Callable[[bytes], None] | None = None) -> crypto.BackupReader:
         """Stream the stored object through sha256 + authenticated decryption + decompression into ``sink`` (the dump)
         or ``compressed_sink`` (the decrypted zstd stream, decompressed all the same to check it)."""
         manifest = self.manifest
-        name = str(manifest["object"])
-        expected_key = manifest["encryption"].get("key_id")
-        reader = crypto.BackupReader(self.key, sink, compressed_sink)
-        if expected_key and expected_key != reader.decryptor.key_id:
-            raise crypto.BackupIntegrityError("wrong_key", f"wrong key: backup {manifest['backup_id']} was encrypted with the key whose "
-                                                           f"id is {expected_key}, but the given key has id {reader.decryptor.key_id}")
+        name = store_lib.object_name(manifest["backup_id"])  # never a path read from the manifest
+        context = crypto.backup_context(manifest["backup_id"], manifest["database"], manifest["created_at"])
+        reader = crypto.BackupReader(self.key, sink, compressed_sink, context=context)
         for block in self.store.read(name):
             reader.write(block)
         reader.close()
@@ -330,7 +369,8 @@ class Restore:
         """The verified, decrypted backup in a temporary file: still zstd-compressed (a fifth of the dump's size, streamed
         into pg_restore later), or the dump itself for a parallel pg_restore, which needs to seek in it."""
         suffix = ".dump" if self.parallel() else ".dump.zst"
-        fd, path = tempfile.mkstemp(prefix=f"{self.target}-restore-", suffix=suffix, dir=self.params["temp_dir"])
+        # a fixed prefix: nothing from the input may steer the plaintext out of temp_dir
+        fd, path = tempfile.mkstemp(prefix="payments-restore-", suffix=suffix, dir=self.params["temp_dir"])
         try:
             with os.fdopen(fd, "wb") as handle:
                 feeder = pg.Feeder(handle.write)  # writing overlaps with decrypting and decompressing the next piece
@@ -373,8 +413,9 @@ class Restore:
     def restore_argv(self, pg_restore: str, database: str, path: str) -> list[str]:
         """With one job the archive comes on stdin, decompressed from the temporary file as pg_restore reads it."""
         if self.parallel():
-            return [pg_restore, "--no-password", "--exit-on-error", f"--jobs={self.params['jobs']}", f"--dbname={database}", path]
-        return [pg_restore, "--no-password", "--exit-on-error", f"--dbname={database}"]
+            return [pg_restore, "--no-password", "--exit-on-error", f"--jobs={self.params['jobs']}",
+                    f"--dbname={pg.dbname_conninfo(database)}", path]
+        return [pg_restore, "--no-password", "--exit-on-error", f"--dbname={pg.dbname_conninfo(database)}"]
 
     def run_pg_restore(self, argv: list[str], path: str) -> str:
         if self.parallel():
@@ -431,8 +472,8 @@ class Restore:
         try:
             admin.execute(f"DROP DATABASE IF EXISTS {pg.quote_ident(database)} WITH (FORCE)")
         except pg.PostgresError as exc:
-            return f"dropping the partly restored {database} failed too ({exc}): drop it by hand"
-        return f"the partly restored {database} was dropped"
+            return f"dropping {database}, which this run created, failed too ({exc}): drop it by hand"
+        return f"{database}, which this run created, was dropped"
 
     # --- the run ------------------------------------------------------------------------------------------------
 
@@ -440,14 +481,21 @@ class Restore:
         since = time.monotonic()
         try:
             self.manifest = self.load_manifest()
+        except FAILURES as exc:
+            self.fail(f"{exc}; {UNTOUCHED}")
+        try:
+            self.authenticate()
+        except crypto.BackupIntegrityError as exc:
+            self.fail(f"backup {self.manifest['backup_id']} refused: {exc}; {UNTOUCHED}", integrity_failure=exc.kind)
+        try:
             self.target = self.params["target_db"] or self.manifest["database"]
             if self.target == self.params["db"]:
                 raise ValueError(f"db (the database the module connects to) must not be target_db {self.target}: use a maintenance database")
             restored, kept = self.names()
-            admin = pg.Session(self.conn, self.params["db"], self.queries)
+            admin = self.admin = pg.Session(self.conn, self.params["db"], self.queries)
             version_num, version = pg.server_version(admin)
             pg_restore = pg.find_client("pg_restore", self.params["pg_bin_dir"], pg.major_of(version_num))
-            archive_major = int(str(self.manifest.get("pg_dump_version", "0")).split(".", maxsplit=1)[0] or 0)
+            archive_major = int(str(self.manifest.get("pg_dump_version") or "0").split(".", maxsplit=1)[0] or 0)
             pg.require_client(pg_restore, max(archive_major, pg.major_of(version_num)),
                               f"the archive (pg_dump {self.manifest.get('pg_dump_version')}) or the server ({version})")
             target_info = pg.database_info(admin, self.target)
@@ -466,6 +514,17 @@ class Restore:
         if self.module.check_mode:
             self.check_mode_exit(admin, pg_restore, restored, kept, target_info)
 
+        try:
+            self.apply(admin, pg_restore, restored, kept, target_info)
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # unexpected: still nothing this run created may be left behind (fail drops it)
+            self.fail(f"unexpected error ({type(exc).__name__}): {exc}")
+        except BaseException:
+            if self.created is not None:
+                self.drop(admin, self.created)
+            raise
+
+    def apply(self, admin: pg.Session, pg_restore: str, restored: str, kept: str | None, target_info: dict[str, t.Any] | None) -> t.NoReturn:
         since = time.monotonic()
         try:
             path, reader = self.fetch_to_file()
@@ -484,8 +543,8 @@ class Restore:
         try:
             terminated = self.swap(admin, restored, kept, allow)
         except FAILURES as exc:
-            self.fail(f"swapping {restored} in for {self.target} failed: {exc}; {self.target} is unchanged and still serves, "
-                      f"the verified restore is kept as {restored}", restored_database=restored)
+            self.fail(f"swapping {restored} in for {self.target} failed: {exc}; {self.target} is unchanged and still serves")
+        self.created = None  # it is the target now
         self.stage("swap", since)
         admin.close()
         self.timings["total"] = round(time.monotonic() - self.started, 3)
@@ -495,13 +554,14 @@ class Restore:
 
     def restore(self, admin: pg.Session, pg_restore: str, path: str, restored: str, target_info: dict[str, t.Any] | None,
                 verification: dict[str, t.Any]) -> None:
-        """Create ``restored``, pg_restore into it, analyze, verify row counts; drop it again on any failure."""
+        """Create ``restored``, pg_restore into it, analyze, verify row counts; it is dropped again on any failure."""
         since = time.monotonic()
         try:
             like = target_info or pg.database_info(admin, "template0")
             if like is None:
                 raise pg.PostgresError("database template0 not found")
             admin.execute(pg.create_database_sql(restored, like, owner=target_info["owner"] if target_info else None))
+            self.created = restored
             if target_info:
                 for statement in pg.copy_database_settings_sql(admin, self.target, restored):
                     admin.execute(statement)
@@ -519,7 +579,9 @@ class Restore:
             self.stage("pg_restore", since)
             self.analyze_and_count(restored, verification)
         except FAILURES as exc:
-            self.fail(f"restoring into {restored} failed: {exc}; {self.drop(admin, restored)}; {self.target} is untouched")
+            note = self.drop(admin, restored)
+            self.created = None
+            self.fail(f"restoring into {restored} failed: {exc}; {note}; {self.target} is untouched")
 
     def analyze_and_count(self, restored: str, verification: dict[str, t.Any]) -> None:
         """ANALYZE (in a second session) while the rows of every table are counted and compared with the manifest."""

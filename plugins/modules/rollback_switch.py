@@ -32,6 +32,8 @@ description:
   - B(Flip.) C(set map) (C(add map) when the key is missing) through the runtime API, read back, then the map file on
     disk rewritten atomically, as M(payments.deploy.haproxy_switch) does. When the file cannot be written, the
     runtime value is set back and the module fails.
+  - Refuses, sending nothing, when HAProxy serves the key a value that is not a plain word (letters, digits, C(_),
+    C(.), C(:), C(-)), since it could not be set back safely after a failed write of the map file.
   - Idempotent. When HAProxy already routes the environment to the colour to go back to, nothing is flipped
     (C(changed=false) unless the map file on disk still has to be fixed) and the checks are reported, not enforced,
     so that a re-run after a later failure gets past this step; except that a server answering another release
@@ -286,11 +288,14 @@ from ansible_collections.payments.deploy.plugins.module_utils._haproxy import (
     check_name,
     flip_runtime_value,
     haproxy_argument_spec,
+    haproxy_option_problems,
     parse_map_text,
     persist_map_value,
     read_map_file,
     restore_runtime_value,
+    runtime_value_problem,
 )
+from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
 from ansible_collections.payments.deploy.plugins.module_utils._rollback_checks import ask_versions, judge
 from ansible_collections.payments.deploy.plugins.module_utils._rollback_plan import (
     Plan,
@@ -314,14 +319,8 @@ def input_problems(params: dict[str, t.Any]) -> list[str]:
     if not params["allowed_colours"]:
         problems.append("allowed_colours must name at least one colour")
     problems += [p for p in (check_name("colour", c) for c in params["allowed_colours"]) if p]
-    if not 0 < params["http_timeout"] <= MAX_HTTP_TIMEOUT:
-        problems.append(f"http_timeout must be more than 0 and at most {MAX_HTTP_TIMEOUT:g} seconds")
-    if params["socket_timeout"] <= 0:
-        problems.append("socket_timeout must be more than 0")
-    try:
-        backend_name(params["backend_template"], params["key"], "blue")
-    except ValueError as exc:
-        problems.append(str(exc))
+    problems += [p for p in (number_problem("http_timeout", params["http_timeout"], maximum=MAX_HTTP_TIMEOUT),) if p]
+    problems += haproxy_option_problems(params)
     if params["token"] is not None and not params["lock"]:
         problems.append("token only applies with lock=true")
     if params["lock_path"] is not None and params["lock_path"].endswith("/"):
@@ -474,6 +473,9 @@ class RollbackSwitch:
         self.result["shared_outage"] = shared_outage
 
         previous = runtime_map.get(self.key)
+        problem = runtime_value_problem(self.map_file, self.key, previous)
+        if problem:
+            self.fail(f"{self.environment}: refusing to switch back: {problem}")
         file_colour = parse_map_text(file_text).get(self.key) if file_text is not None else None
         already = previous == plan.colour_back
         release_from = {plan.colour_live: plan.release_live, plan.colour_back: plan.release_back}.get(previous or "")

@@ -337,3 +337,27 @@ def test_unknown_backend_fails_before_anything_changes(fresh: RollbackLab) -> No
     assert "backend staging_blue is not known to HAProxy" in result["msg"]
     assert not (lab.journal_dir / "staging" / "deploy.lock").exists()
     assert_untouched(lab)
+
+
+def test_an_unsafe_value_served_by_haproxy_is_refused_and_never_sent_back(fresh: RollbackLab) -> None:
+    # pylint: disable=import-outside-toplevel
+    from ansible_collections.payments.deploy.plugins.module_utils._haproxy import HAProxyRuntime, restore_runtime_value
+
+    lab = fresh
+    injected = "green; disable server production_blue/app1"
+    Path(lab.map_file).write_text(f"production {injected}\n")
+    lab.reload()
+    lab.wait_until_up()
+    try:
+        result = run_in_process(module_args(lab))
+        assert result["failed"] is True
+        assert "refusing to switch back" in result["msg"] and "not a plain colour" in result["msg"]
+        assert not [c for c in result["commands"] if c.startswith(("set ", "add ", "del "))]
+        assert not lab.lock_file.exists() or result["token"] is None
+
+        runtime = HAProxyRuntime(lab.socket)
+        restored, how = restore_runtime_value(runtime, lab.map_file, "production", injected)
+        assert restored is False and "refusing" in how and runtime.commands == []
+        assert lab.statuses()["production_blue/app1"] == "UP"  # the smuggled command never ran
+    finally:
+        runtime_command(lab.socket, "enable server production_blue/app1")  # were it run after all

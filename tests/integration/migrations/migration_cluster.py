@@ -24,6 +24,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 MODULE = "ansible_collections.payments.deploy.plugins.modules.db_migrate"
 START_TIMEOUT_S = 30
+OMIT = object()  # as a module argument's value: leave the argument out (the module's default applies)
 
 
 def free_port() -> int:
@@ -143,7 +144,7 @@ class ModuleRunner:
                                   "login_password": self.cluster.password, "db": self.dbname, "plan_dir": str(plan_dir),
                                   "ssl_mode": "disable"}
         args.update(extra)
-        return args
+        return {key: value for key, value in args.items() if value is not OMIT}
 
     def start(self, plan_dir: Path, check: bool = False, diff: bool = False, **extra: t.Any) -> subprocess.Popen[str]:
         """Start the module in the background; finish() waits for its result."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import struct
@@ -14,7 +15,7 @@ from pathlib import Path
 from pg_backup_servers import PostgresCluster
 
 ANSIBLE = str(Path(sys.executable).with_name("ansible"))
-HEADER_SIZE = 40
+HEADER_SIZE = 72  # format version 2: the 40 bytes of version 1 and the 32-byte context
 
 SCHEMA = """
 CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, name text, country char(2), metadata jsonb);
@@ -88,6 +89,19 @@ def ansible(collections_dir: Path, module: str, args: dict[str, t.Any], *flags: 
         return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
     except (ValueError, KeyError, IndexError) as exc:
         raise AssertionError(f"ansible failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from exc
+
+
+def sign_manifest(manifest: dict[str, t.Any], key_hex: str) -> dict[str, t.Any]:
+    """The manifest with the MAC the documented format gives it (an independent implementation: HKDF-SHA256 of the key,
+    HMAC-SHA256 of the canonical JSON without ``mac``), as someone holding the key could write it."""
+    from cryptography.hazmat.primitives import hashes  # pylint: disable=import-outside-toplevel
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # pylint: disable=import-outside-toplevel
+
+    body = {k: v for k, v in manifest.items() if k != "mac"}
+    mac_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"payments.deploy backup manifest v1 HMAC-SHA256").derive(bytes.fromhex(key_hex))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return {**body, "mac": "hmac-sha256:" + hmac.new(mac_key, canonical, hashlib.sha256).hexdigest()}
 
 
 def records(data: bytes) -> list[tuple[int, int]]:

@@ -164,11 +164,11 @@ os.execv(REAL, [REAL] + sys.argv[1:])
 
 def test_pg_dump_errors_are_reported_without_the_password(cluster: PostgresCluster, database: str, workdir: Path, key: str,
                                                           collections_dir: Path) -> None:
-    """The password reaches pg_dump in PGPASSWORD (the wrapper echoes it, as a careless error message might) and is masked."""
+    """The password reaches pg_dump in its password file (the wrapper echoes it, as a careless error message might) and is masked."""
     bin_dir = fake_bin_dir(workdir, """
 if "--version" in sys.argv or "--schema-only" in sys.argv:
     os.execv(REAL, [REAL] + sys.argv[1:])
-sys.stderr.write("pg_dump: error: connection failed for password " + os.environ["PGPASSWORD"] + "\\n")
+sys.stderr.write("pg_dump: error: connection failed for password " + open(os.environ["PGPASSFILE"]).read().split(":")[-1])
 sys.exit(1)
 """)
     dest = workdir / "dest"

@@ -3,6 +3,7 @@ and the archive parse of the verification catches truncation that ``pg_restore -
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pg_backup_helpers import ansible, files_in, records, table_contents
+from pg_backup_helpers import ansible, files_in, records, sign_manifest, table_contents
 from pg_backup_servers import PG_BIN, PostgresCluster
 
 
@@ -122,11 +123,18 @@ def test_manifest_that_does_not_match_the_object_is_refused(cluster: PostgresClu
     for name in os.listdir(made_backup["dir"]):
         shutil.copy(made_backup["dir"] / name, workdir)
     manifest = workdir / f"{made_backup['id']}.manifest.json"
-    manifest.write_text(manifest.read_text().replace('"sha256": "', '"sha256": "0'))
+    content = json.loads(manifest.read_text())
+    other = ("1" if content["sha256"][0] == "0" else "0") + content["sha256"][1:]
+    manifest.write_text(json.dumps({**content, "sha256": other}))
     databases = cluster.databases()
     result = restore(cluster, collections_dir, made_backup, workdir)
     assert result.get("failed") is True
-    assert "but the manifest records 0" in result["msg"]
+    assert result["msg"].startswith(f"backup {made_backup['id']} refused: its manifest failed authentication"), result["msg"]
+    # written by someone holding the key, the wrong sha256 is still caught
+    manifest.write_text(json.dumps(sign_manifest({**content, "sha256": other}, made_backup["key"])))
+    result = restore(cluster, collections_dir, made_backup, workdir)
+    assert result.get("failed") is True
+    assert f"but the manifest records {other}" in result["msg"]
     assert cluster.databases() == databases
 
 
@@ -189,7 +197,9 @@ def test_restore_whose_row_counts_differ_is_dropped(cluster: PostgresCluster, co
     for name in os.listdir(made_backup["dir"]):
         shutil.copy(made_backup["dir"] / name, workdir)
     manifest = workdir / f"{made_backup['id']}.manifest.json"
-    manifest.write_text(manifest.read_text().replace('"public.customers": 2000', '"public.customers": 2001'))
+    content = json.loads(manifest.read_text())
+    content["row_counts"]["public.customers"] = 2001
+    manifest.write_text(json.dumps(sign_manifest(content, made_backup["key"])))  # as someone holding the key could
     databases = cluster.databases()
     result = restore(cluster, collections_dir, made_backup, workdir)
     assert result.get("failed") is True

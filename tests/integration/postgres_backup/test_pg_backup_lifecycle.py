@@ -63,7 +63,7 @@ def test_check_mode_changes_nothing(cluster: PostgresCluster, database: str, wor
     assert result.get("failed") is not True, result.get("msg")
     assert result["changed"] is True
     assert [c[1] for c in result["commands"]] == ["--schema-only", "--format=custom", "--no-password"]
-    assert result["commands"][2][-1] == f"--dbname={database}_verify_<random>"
+    assert result["commands"][2][-1] == f"--dbname=dbname='{database}_verify_<random>'"
     assert not dest.exists(), "not even the destination directory is created"
     assert s3_server.client().list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     assert cluster.databases() == databases
@@ -124,5 +124,5 @@ def test_verify_restore_restores_into_a_scratch_database_and_drops_it(cluster: P
     assert verification["restored_into"].startswith(f"{database}_verify_")
     assert verification["row_counts_match"] is True and verification["archive_parsed"] is True
     assert verification["restored_into"] not in cluster.databases()
-    assert f"--dbname={verification['restored_into']}" in result["commands"][-1]
+    assert f"--dbname=dbname='{verification['restored_into']}'" in result["commands"][-1]
     assert f'DROP DATABASE IF EXISTS "{verification["restored_into"]}" WITH (FORCE)' in result["queries"]

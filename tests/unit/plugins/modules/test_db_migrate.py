@@ -259,7 +259,15 @@ def run(capsys: pytest.CaptureFixture[str], args: dict[str, t.Any], check: bool 
     ({"registry_schema": "Payments-Deploy"}, "registry_schema 'Payments-Deploy' must be a lower-case identifier"),
     ({"registry_table": "1changes"}, "registry_table '1changes' must be a lower-case identifier"),
     ({"retries": -1}, "retries must be between 0 and 20"),
-    ({"advisory_lock_timeout": -1}, "advisory_lock_timeout must not be negative"),
+    ({"advisory_lock_timeout": -1}, "advisory_lock_timeout must be at least 0"),
+    ({"advisory_lock_timeout": "nan"}, "advisory_lock_timeout must be at least 0"),
+    ({"advisory_lock_timeout": "inf"}, "advisory_lock_timeout must be at least 0"),
+    ({"db": ""}, "db must name the database to migrate"),
+    ({"db": "  "}, "db must name the database to migrate"),
+    ({"url": "postgresql://u:p@127.0.0.1:5432"}, "url names no database"),
+    ({"url": "postgresql://u:p@127.0.0.1:5432/payments?sslmode=sometimes"}, "sslmode='sometimes'"),
+    ({"url": "postgresql://u:p%zz@127.0.0.1/payments"}, "url is not a valid postgresql:// URL"),
+    ({"registry_table": "changes\n"}, "registry_table 'changes\\n' must be a lower-case identifier"),
     ({"target": "@base"}, "target @base only makes sense with state=reverted"),
     ({"target": "0009_nope"}, "target '0009_nope' is not a change of plan"),
     ({"state": "reverted"}, "state is reverted but all of the following are missing: target"),
@@ -313,3 +321,43 @@ def test_an_unreachable_server_fails_clearly_without_the_password(capsys: pytest
     assert result["msg"].startswith(f"cannot connect to PostgreSQL as postgres@127.0.0.1:{port}/payments")
     assert result["msg"].endswith("nothing changed")
     assert "Pa55-not-shown-9f3c" not in json.dumps(result)
+
+
+# --- the splitter reads SQL as PostgreSQL's lexer does; scripts that end transactions or hold NUL are refused ------
+
+
+def test_characters_from_0x80_up_continue_an_identifier_not_start_a_dollar_quote() -> None:
+    hidden = "CREATE TABLE leftover (id int);\nSELECT 1 AS x\u20ac$$;\nCOMMIT;\nSELECT 1 AS y\u20ac$$;\n"
+    assert split_sql(hidden) == ["CREATE TABLE leftover (id int)", "SELECT 1 AS x\u20ac$$", "COMMIT", "SELECT 1 AS y\u20ac$$"]
+    # a tag may hold them too, and a dollar quote after an operator or space still hides its semicolons
+    assert split_sql("DO $\u00e9$ BEGIN PERFORM 1; END $\u00e9$; SELECT $$a;b$$") == [
+        "DO $\u00e9$ BEGIN PERFORM 1; END $\u00e9$", "SELECT $$a;b$$"]
+
+
+def test_a_commit_hidden_behind_a_non_ascii_dollar_is_found(tmp_path: Path) -> None:
+    hidden = "CREATE TABLE leftover (id int);\nSELECT 1 AS x\u20ac$$;\nCOMMIT;\nSELECT 1 AS y\u20ac$$;\n"
+    plan_dir = write_plan(tmp_path, [change("0001_a")], scripts={"deploy/0001_a": hidden})
+    with pytest.raises(PlanError, match="contains COMMIT"):
+        load_plan(str(plan_dir))
+
+
+@pytest.mark.parametrize("sql, word", [("SAVEPOINT s;", "SAVEPOINT"), ("RELEASE SAVEPOINT s;", "RELEASE"),
+                                       ("PREPARE TRANSACTION 'x';", "PREPARE TRANSACTION")])
+def test_savepoints_and_prepared_transactions_are_transaction_control(tmp_path: Path, sql: str, word: str) -> None:
+    plan_dir = write_plan(tmp_path, [change("0001_a")], scripts={"verify/0001_a": f"SELECT 1;\n{sql}\n"})
+    with pytest.raises(PlanError, match=f"contains {word}"):
+        load_plan(str(plan_dir))
+
+
+def test_a_script_with_a_nul_byte_is_refused(tmp_path: Path) -> None:
+    plan_dir = write_plan(tmp_path, [change("0001_a")], scripts={"deploy/0001_a": "CREATE TABLE a (id int);\0DROP TABLE x;\n"})
+    with pytest.raises(PlanError, match="contains a NUL byte"):
+        load_plan(str(plan_dir))
+
+
+def test_plan_names_and_releases_with_a_trailing_newline_are_refused(tmp_path: Path) -> None:
+    plan_dir = write_plan(tmp_path, [{"name": "0001_a\n", "kind": "expand", "release": "1.0.0"},
+                                     {"name": "0002_b", "kind": "expand", "release": "1.0.0\n"}])
+    with pytest.raises(PlanError) as caught:
+        load_plan(str(plan_dir))
+    assert "name '0001_a\\n'" in str(caught.value) and "release '1.0.0\\n'" in str(caught.value)

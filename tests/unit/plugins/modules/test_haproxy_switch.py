@@ -499,3 +499,62 @@ def test_backend_templates() -> None:
     match = backend_pattern("be_{key}.{colour}", "production").match("be_production.green")
     assert match and match.group("colour") == "green"
     assert backend_pattern("be_{key}.{colour}", "production").match("be_productionXgreen") is None
+
+
+# --- values read back from HAProxy, templates and numbers are checked like inputs -------------------------
+
+INJECTED = "blue; shutdown sessions server production_blue/app1"
+
+
+def test_an_unsafe_value_served_by_haproxy_is_never_sent_back(
+        lab: FakeHAProxy, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    lab.maps[lab.map_file][0][1] = INJECTED  # what `show map` answers once a map file line held it and HAProxy reloaded
+
+    def read_only(path: str, text: str) -> None:
+        raise OSError(30, "Read-only file system", path)
+
+    monkeypatch.setattr(_haproxy, "write_text_atomic", read_only)  # a failed write would send the old value back
+    result = run(haproxy_switch, capsys, switch_args(lab))
+    assert result["failed"] is True
+    assert "refusing to switch production" in result["msg"] and "not a plain colour" in result["msg"]
+    assert lab.writes() == []
+    assert lab.value("production") == INJECTED
+
+
+def test_restore_refuses_a_value_that_is_not_a_plain_word(lab: FakeHAProxy) -> None:
+    runtime = HAProxyRuntime(lab.path)
+    restored, how = _haproxy.restore_runtime_value(runtime, lab.map_file, "production", INJECTED)
+    assert restored is False and "refusing to set the runtime value back" in how
+    assert runtime.commands == [] and lab.received == []
+    assert _haproxy.restore_runtime_value(runtime, lab.map_file, "production", "green")[0] is True
+    assert lab.writes() == [f"set map {lab.map_file} production green"]
+
+
+@pytest.mark.parametrize("template", ["{key.foo}_{colour}", "{key[x]}_{colour}", "{key:>999999999}_{colour}",
+                                      "{key!r}_{colour}", "{key}_{colour:.3}", "{}_{colour}", "{0}", "{key}", "{key"])
+def test_backend_template_allows_only_plain_key_and_colour(template: str, lab: FakeHAProxy,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="backend_template"):
+        backend_name(template, "production", "green")
+    for module, args in ((haproxy_switch, switch_args(lab, backend_template=template)),
+                         (haproxy_switch_info, {"admin_socket": lab.path, "map_file": lab.map_file,
+                                                "backend_template": template})):
+        result = run(module, capsys, args)
+        assert result["failed"] is True and "backend_template" in result["msg"]
+        assert result["commands"] == []
+    assert lab.received == []
+
+
+@pytest.mark.parametrize("option, value", [("socket_timeout", "nan"), ("socket_timeout", "inf"), ("socket_timeout", 0),
+                                           ("wait_timeout", "nan"), ("wait_timeout", "inf"), ("wait_timeout", -1)])
+def test_numbers_must_be_finite_and_in_range(option: str, value: t.Any, lab: FakeHAProxy,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(haproxy_switch, capsys, switch_args(lab, **{option: value}))
+    assert result["failed"] is True and f"{option} must be" in result["msg"] and "finite" in result["msg"]
+    assert lab.received == []
+
+
+def test_names_with_a_trailing_newline_are_refused() -> None:
+    assert _haproxy.check_name("colour", "green\n") is not None
+    assert _haproxy.check_name("colour", "green") is None
+    assert backend_pattern("{key}_{colour}", "production").match("production_green\n") is None

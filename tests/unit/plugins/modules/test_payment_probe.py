@@ -188,3 +188,24 @@ def test_without_refund(fake: FakeStripe, capsys: pytest.CaptureFixture[str]) ->
     result = run(payment_probe, capsys, probe_args(fake, refund=False))
     assert not result.get("failed") and result["charged_total"] == 50 and result["refunded_total"] == 0
     assert fake.refunds == {}
+
+
+@pytest.mark.parametrize("option, value", [("p95_threshold", "nan"), ("p95_threshold", "inf"), ("refund_timeout", "nan"),
+                                           ("timeout", "nan"), ("p95_threshold", 0)])
+def test_numbers_must_be_finite(fake: FakeStripe, capsys: pytest.CaptureFixture[str], option: str, value: t.Any) -> None:
+    result = run(payment_probe, capsys, probe_args(fake, **{option: value}))
+    assert result["failed"] is True and f"{option} must be" in result["msg"] and "finite" in result["msg"]
+    assert fake.requests == []
+
+
+def test_service_check_numbers_must_be_finite(fake: FakeStripe, capsys: pytest.CaptureFixture[str]) -> None:
+    check = {"url": "http://127.0.0.1:9/{id}", "timeout": "nan", "retry_delay": "inf"}
+    result = run(payment_probe, capsys, probe_args(fake, service_check=check))
+    assert result["failed"] is True
+    assert "service_check.timeout must be" in result["msg"] and "service_check.retry_delay must be" in result["msg"]
+    assert fake.requests == []
+
+
+def test_currency_with_a_trailing_newline_is_refused(fake: FakeStripe, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(payment_probe, capsys, probe_args(fake, currency="usd\n"))
+    assert result["failed"] is True and "currency" in result["msg"] and fake.requests == []

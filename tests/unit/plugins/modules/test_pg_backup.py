@@ -156,17 +156,43 @@ def connection(password: str | None = "s3cr3t-pw") -> pg.Connection:
                           "ssl_mode": "verify-full", "ca_cert": "/etc/ca.pem", "connect_timeout": 7})
 
 
-def test_libpq_environment_carries_the_password_and_describe_does_not() -> None:
+def test_libpq_environment_holds_no_password_and_describe_neither() -> None:
     conn = connection()
     assert conn.env() == {"PGHOST": "db.internal", "PGPORT": "5433", "PGUSER": "backup", "PGSSLMODE": "verify-full",
-                          "PGCONNECT_TIMEOUT": "7", "PGAPPNAME": "payments.deploy", "PGSSLROOTCERT": "/etc/ca.pem",
-                          "PGPASSWORD": "s3cr3t-pw"}
+                          "PGCONNECT_TIMEOUT": "7", "PGAPPNAME": "payments.deploy", "PGSSLROOTCERT": "/etc/ca.pem"}
     assert "s3cr3t-pw" not in json.dumps(conn.describe())
-    assert "PGPASSWORD" not in connection(None).env()
+
+
+def test_child_environment_is_minimal_and_the_password_is_in_a_private_passfile(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"ENCRYPTION_KEY": "ab" * 32, "AWS_SECRET_ACCESS_KEY": "aws-secret", "PGPASSWORD": "other-pw",
+                        "PGSERVICE": "elsewhere", "LC_ALL": "C.UTF-8", "HOME": "/home/x"}.items():
+        monkeypatch.setenv(name, value)
+    conn = pg.Connection({"login_host": "db:internal", "login_port": 5433, "login_user": "backup", "login_password": r"pw:with\colon",
+                          "ssl_mode": "require", "connect_timeout": 7})
+    env = conn.child_env()
+    assert not {"ENCRYPTION_KEY", "AWS_SECRET_ACCESS_KEY", "PGPASSWORD", "PGSERVICE"} & set(env)
+    assert env["LC_ALL"] == "C.UTF-8" and env["HOME"] == "/home/x" and env["PGHOST"] == "db:internal"
+    passfile = Path(env["PGPASSFILE"])
+    assert stat.S_IMODE(passfile.stat().st_mode) == 0o600 and stat.S_IMODE(passfile.parent.stat().st_mode) == 0o700
+    assert passfile.read_text() == "db\\:internal:5433:*:backup:pw\\:with\\\\colon\n"  # host, port and user of this connection only
+    assert conn.child_env()["PGPASSFILE"] == str(passfile), "one file per connection"
+    conn.remove_passfile()
+    assert not passfile.exists() and not passfile.parent.exists()
+    fallback = connection(None)  # no login_password: the module's PGPASSWORD, through a password file all the same
+    assert Path(fallback.child_env()["PGPASSFILE"]).read_text().endswith(":backup:other-pw\n")
+    fallback.remove_passfile()
+    monkeypatch.delenv("PGPASSWORD")
+    assert "PGPASSFILE" not in connection(None).child_env()
+
+
+def test_database_names_reach_client_programs_as_a_quoted_dbname() -> None:
+    assert pg.dbname_conninfo("payments") == "dbname='payments'"
+    assert pg.dbname_conninfo("host=evil dbname=x") == "dbname='host=evil dbname=x'"
+    assert pg.dbname_conninfo("o'k\\") == "dbname='o\\'k\\\\'"
 
 
 def test_child_failure_message_is_scrubbed(tmp_path: Path) -> None:
-    program = script(tmp_path / "pg_dump", 'echo "pg_dump: error: bad password $PGPASSWORD" >&2; exit 3')
+    program = script(tmp_path / "pg_dump", 'echo "pg_dump: error: bad password $(cut -d: -f5 "$PGPASSFILE")" >&2; exit 3')
     child = pg.Child([str(program)], connection())
     with pytest.raises(pg.PostgresError) as caught:
         child.check()
@@ -255,11 +281,60 @@ def test_local_check_creates_a_private_directory(tmp_path: Path) -> None:
         store_lib.LocalStore(str(tmp_path / "file")).check(create=True)
 
 
+def manifest_of(backup_id: str, database: str, created: str, **extra: t.Any) -> dict[str, t.Any]:
+    return {"backup_id": backup_id, "database": database, "created_at": created, "sha256": "0" * 64, "encryption": {}, **extra}
+
+
 def test_manifests_of_one_database_newest_first(tmp_path: Path) -> None:
     store = store_lib.LocalStore(str(tmp_path))
-    for backup_id, database, created in (("pay-1", "pay", "2025-01-01T00:00:00.000000Z"), ("pay-3", "pay", "2025-03-01T00:00:00.000000Z"),
-                                         ("pay-2", "pay", "2025-02-01T00:00:00.000000Z"), ("pay-x-1", "pay-x", "2025-04-01T00:00:00.000000Z")):
-        store.put_text(store_lib.manifest_name(backup_id), json.dumps({"backup_id": backup_id, "database": database, "created_at": created}))
-    (tmp_path / "pay-9.manifest.json").write_text("{not json")
-    assert [m["backup_id"] for m in store.manifests("pay")] == ["pay-3", "pay-2", "pay-1"]
-    assert [m["backup_id"] for m in store.manifests("pay-x")] == ["pay-x-1"]
+    ids = {n: f"pay-2025010{n}T000000Z-00000{n}" for n in range(1, 4)}
+    other = "pay-x-20250104T000000Z-000004"
+    for backup_id, database, created in ((ids[1], "pay", "2025-01-01T00:00:00.000000Z"), (ids[3], "pay", "2025-03-01T00:00:00.000000Z"),
+                                         (ids[2], "pay", "2025-02-01T00:00:00.000000Z"), (other, "pay-x", "2025-04-01T00:00:00.000000Z")):
+        store.put_text(store_lib.manifest_name(backup_id), json.dumps(manifest_of(backup_id, database, created)))
+    (tmp_path / "pay-20250109T000000Z-000009.manifest.json").write_text("{not json")
+    assert [m["backup_id"] for m in store.manifests("pay")] == [ids[3], ids[2], ids[1]]
+    assert [m["backup_id"] for m in store.manifests("pay-x")] == [other]
+
+
+def test_manifests_that_name_other_files_are_ignored(tmp_path: Path) -> None:
+    """A manifest is listed only when its id is one of the database's and is the id in its own file name."""
+    store = store_lib.LocalStore(str(tmp_path))
+    planted = {"pay-20250101T000000Z-aaaaaa": manifest_of("../victim", "pay", "2099-01-01T00:00:00.000000Z"),
+               "pay-20250102T000000Z-bbbbbb": manifest_of("pay-20250103T000000Z-cccccc", "pay", "2099-01-01T00:00:00.000000Z"),
+               "pay-20250104T000000Z-dddddd": [1, 2],
+               "pay-20250105T000000Z-eeeeee": manifest_of("pay-20250105T000000Z-eeeeee", "pay", "2025", row_counts={"public.t": None})}
+    for name, manifest in planted.items():
+        (tmp_path / f"{name}.manifest.json").write_text(json.dumps(manifest))
+    assert store.manifests("pay") == []
+    with pytest.raises(store_lib.StoreError, match="is not a backup id"):
+        store_lib.object_name("../victim")
+
+
+@pytest.mark.parametrize(("manifest", "problem"), [
+    ([], "it is a JSON list, not an object"),
+    (None, "it is a JSON null, not an object"),
+    (manifest_of("pay-20250101T000000Z-000001", "pay", "x", encryption="AES"), "encryption is not an object"),
+    (manifest_of("pay-20250101T000000Z-000001", "pay", "x", row_counts={"public.t": None}), "row_counts is not an object of table names"),
+    (manifest_of("pay-20250101T000000Z-000001", "pay", "x", row_counts={"public.t": True}), "row_counts is not an object of table names"),
+    (manifest_of("pay-20250101T000000Z-000001", "host=evil dbname=pay", "x"), "database 'host=evil dbname=pay' is not a plain database name"),
+    (manifest_of("other-20250101T000000Z-000001", "pay", "x"), "backup_id 'other-20250101T000000Z-000001' is not an id of a backup of pay"),
+    (manifest_of("pay-20250101T000000Z-000001", "pay", None), "created_at is not a string"),
+    ({**manifest_of("pay-20250101T000000Z-000001", "pay", "x"), "sha256": 5}, "sha256 is not 64 hexadecimal digits"),
+], ids=["list", "null", "encryption", "null-count", "bool-count", "conninfo-database", "foreign-id", "created_at", "sha256"])
+def test_manifest_structure_is_checked(manifest: t.Any, problem: str) -> None:
+    assert any(p.startswith(problem) for p in store_lib.manifest_problems(manifest)), store_lib.manifest_problems(manifest)
+
+
+class FailingStore(store_lib.LocalStore):
+    def put_text(self, name: str, text: str) -> None:
+        raise store_lib.StoreError(f"writing {self.location(name)} failed: access denied")
+
+
+def test_a_manifest_is_removed_again_when_a_later_store_fails(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    with pytest.raises(store_lib.StoreError, match="access denied"):
+        store_lib.put_text_everywhere([store_lib.LocalStore(str(first)), FailingStore(str(second))], "pay-x.manifest.json", "{}")
+    assert os.listdir(first) == [] and os.listdir(second) == []

@@ -176,3 +176,18 @@ def test_judge_names_each_reason_and_ignores_nothing_else() -> None:
     assert problems == ["c (10.0.0.3:8081) runs release 1.1.0, not 1.0.0",
                         "d (10.0.0.4:8081): GET /version failed within 2s: timed out",
                         "e (10.0.0.5:8081) says it is colour green, not blue"]
+
+
+@pytest.mark.parametrize("option, value", [("socket_timeout", "nan"), ("http_timeout", "nan"), ("http_timeout", "inf")])
+def test_nan_and_infinite_timeouts_fail_before_anything(world: World, capsys: pytest.CaptureFixture[str], option: str,
+                                                        value: str) -> None:
+    result = run(capsys, world.args(**{option: value}))
+    assert result["failed"] is True and f"{option} must be more than 0" in result["msg"]
+    assert result["commands"] == [] and not list(world.journal_dir.glob("*/deploy.lock*"))
+
+
+@pytest.mark.parametrize("template", ["{key.real}_{colour}", "{key[0]}_{colour}", "{key:>999999999}_{colour}"])
+def test_templates_with_more_than_plain_fields_fail_before_anything(world: World, capsys: pytest.CaptureFixture[str],
+                                                                    template: str) -> None:
+    result = run(capsys, world.args(backend_template=template))
+    assert result["failed"] is True and "backend_template" in result["msg"] and result["commands"] == []

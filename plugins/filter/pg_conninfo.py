@@ -1,0 +1,84 @@
+# Copyright (c) Payments Platform Team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: pg_conninfo
+short_description: A PostgreSQL connection URL as libpq reads it
+version_added: 0.4.0
+description:
+  - Parses a C(postgresql://) URL (or a libpq connection string), such as a service's C(DATABASE_URL), with libpq
+    (through psycopg), so that a percent-encoded password (C(p%40ss)) is decoded and every query parameter
+    (C(?sslmode=verify-full&sslrootcert=...)) is kept. A generic URL split does neither.
+  - Fails, without showing the URL (it holds a password), when libpq cannot parse it, when it names no database, or
+    when its C(sslmode) is not a libpq one.
+  - Needs psycopg 3.1 or newer on the controller.
+author: "Payments Platform Team (@payments-platform)"
+positional: _input
+options:
+  _input:
+    description: The URL or connection string.
+    type: str
+    required: true
+  errors:
+    description:
+      - V(strict) fails the template on a URL that cannot be used; V(report) returns a dictionary with one key,
+        C(error), saying why, so that a check can list the problem with others.
+    type: str
+    default: strict
+    choices: [strict, report]
+"""
+
+EXAMPLES = r"""
+- name: Connect with what DATABASE_URL says, TLS settings included
+  payments.deploy.pg_amcheck:
+    login_host: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).host }}"
+    login_password: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).password }}"
+    db: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).dbname }}"
+    ssl_mode: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).sslmode | default('verify-full') }}"
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - libpq's keywords that the URL sets (C(host), C(port), C(user), C(password), C(dbname), C(sslmode),
+      C(sslrootcert), ...), decoded; keywords it does not set are absent.
+    - C(tls) is added, true when C(sslmode) is C(require), C(verify-ca) or C(verify-full); C(loopback) is added, true
+      when every host is a loopback address or a Unix socket directory.
+    - With O(errors=report), a URL that cannot be used gives a dictionary with one key, C(error), saying why.
+  type: dict
+"""
+
+import typing as t
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.payments.deploy.plugins.module_utils._conninfo import (
+    TLS_MODES,
+    ConninfoError,
+    is_loopback,
+    parse_database_url,
+)
+
+
+def pg_conninfo(url: str, errors: str = "strict") -> dict[str, t.Any]:
+    """The parsed URL, with ``tls`` and ``loopback`` added."""
+    if errors not in ("strict", "report"):
+        raise AnsibleFilterError(f"pg_conninfo: errors must be 'strict' or 'report', not {errors!r}")
+    try:
+        parsed: dict[str, t.Any] = dict(parse_database_url(url, "the PostgreSQL URL"))
+    except ConninfoError as exc:
+        if errors == "report":
+            return {"error": str(exc)}
+        raise AnsibleFilterError(str(exc)) from None
+    parsed["tls"] = parsed.get("sslmode") in TLS_MODES
+    parsed["loopback"] = is_loopback(parsed)
+    return parsed
+
+
+class FilterModule:
+    """payments.deploy.pg_conninfo."""
+
+    def filters(self) -> dict[str, t.Callable[..., t.Any]]:
+        return {"pg_conninfo": pg_conninfo}
