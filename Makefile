@@ -89,10 +89,9 @@ e2e: lab-up
 	$(PY) -m pytest tests/e2e -q
 	$(PY) -m pytest $(LAB_SUITES) -q
 
-# The bake under customer traffic (a good release passes, the 1.1.1 regression rolls back by itself): heavy for a
-# 2-core machine, so not part of `make test`.
+# The bake under customer traffic alone (also part of `make e2e`).
 e2e-bake: lab-up
-	PAYMENTS_E2E_BAKE=1 $(PY) -m pytest tests/e2e/test_bake.py -q
+	$(PY) -m pytest tests/e2e/test_bake.py -q
 
 # The fault suite (12 faults in the phases of a deploy, under customer traffic): about 13 minutes, not in `make test`.
 e2e-faults: lab-up

@@ -55,7 +55,7 @@ def one_run(status: dict, good: str, bad: str, rate: float) -> dict:
         rc, output = run_playbook("deploy.yml", "-e", f"release_version={good}")
         if rc != 0:
             raise SystemExit(f"deploy of {good} failed:\n{output[-3000:]}")
-    traffic = CustomerTraffic(frontend, load_api_key(Path(status["secrets_file"])), rate=rate, duration=900,
+    traffic = CustomerTraffic(frontend, load_api_key(Path(status["secrets_file"])), rate=rate, duration=600,
                               max_payments=5000, refund_fraction=0.1, seed=int(time.time()),
                               payment_method="pm_lab_live_visa").start()
     try:
@@ -79,7 +79,7 @@ def one_run(status: dict, good: str, bad: str, rate: float) -> dict:
             "failed_by_bad_release": sum(1 for r in failed if r["version"] == bad),
             "payments_total": summary["payments"]["attempted"], "failed_total": summary["payments"]["failed"],
             "bake_phase": (record.get("bake") or {}).get("phase"),
-            "payment_success_seen": (metrics.get("payment_success") or {}).get("value")}
+            "payment_success_seen": ((metrics.get("payment_success") or {}).get("measurements") or [{}])[-1].get("value")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,6 @@ payment a customer saw succeed is lost."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import pytest
@@ -16,11 +15,7 @@ sys.path.insert(0, str(REPO / "lab"))
 
 from customer_traffic import CustomerTraffic  # noqa: E402  pylint: disable=wrong-import-position
 
-# Opt-in (make e2e-bake): under steady customer traffic this 2-core lab's Stripe emulator answers the smoke tests'
-# payments past their 3 s p95 in about one run in two, which fails the deploy before the bake is reached.
-pytestmark = [pytest.mark.timeout(1200),
-              pytest.mark.skipif(os.environ.get("PAYMENTS_E2E_BAKE") != "1",
-                                 reason="the bake under customer traffic runs with `make e2e-bake`")]
+pytestmark = pytest.mark.timeout(1200)
 
 BAKE = ("-e", "deploy_bake=true")
 
