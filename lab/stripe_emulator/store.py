@@ -281,8 +281,9 @@ class Store:  # pylint: disable=too-many-instance-attributes
     def close(self) -> None:
         """The last save, at exit. The state lock is taken and kept: a request still arriving on an open keep-alive
         connection waits for it until the process ends, so nothing is answered that this save does not hold."""
-        self._write_lock.acquire()  # pylint: disable=consider-using-with  (same order as _write: no deadlock)
-        self.lock.acquire()  # pylint: disable=consider-using-with  (kept until the process exits)
+        # Both taken in _write's order (no deadlock with the writer), and never released: the process is exiting.
+        self._write_lock.acquire()  # pylint: disable=consider-using-with
+        self.lock.acquire()  # pylint: disable=consider-using-with
         if self.settings.state_file is not None:
             self._write_file()
 
