@@ -47,14 +47,18 @@ def test_staging_passes_every_check_and_keeps_no_money(lab: dict[str, t.Any], co
 
 
 def test_check_mode_makes_no_payment(lab: dict[str, t.Any], collections_dir: Path, tmp_path: Path) -> None:
-    started = int(time.time())
+    # Stripe's created is in whole seconds: intents of the previous test may share the second this one starts in,
+    # so what counts is the set of intents that were not there before.
+    key = lab["secrets"]["stripe_test_key"]
+    since = int(time.time()) - 60
+    listing = f"/v1/payment_intents?limit=100&created[gte]={since}"
+    before = {intent["id"] for intent in stripe_get(lab["stripe_api"], key, listing)["data"]}
     run = run_smoke(collections_dir, tmp_path, smoke_args(lab), lab["secrets"], "--check")
     assert not run.result.get("failed"), run.result.get("msg")
     assert run.result["changed"] is False and run.result["payments"] == []
     assert len(run.result["plan"]["payments"]) == 3
-    key = lab["secrets"]["stripe_test_key"]
-    made = stripe_get(lab["stripe_api"], key, f"/v1/payment_intents?created[gte]={started}")
-    assert made["data"] == []
+    made = {intent["id"] for intent in stripe_get(lab["stripe_api"], key, listing)["data"]} - before
+    assert made == set()
 
 
 def test_a_failure_names_the_check_and_shows_no_secret(lab: dict[str, t.Any], collections_dir: Path,
