@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import signal
@@ -38,12 +39,15 @@ class QuietServer(http.server.ThreadingHTTPServer):
 
 
 class AppServer:
-    """One application server of one colour: ``/readyz`` answers 200 while ``ready``, ``/`` names the colour."""
+    """One application server of one colour: ``/readyz`` answers 200 while ``ready``, ``/version`` as the service does
+    (release ``version``, colour, instance; counted in ``version_hits``), ``/`` names the colour."""
 
     def __init__(self, colour: str, name: str) -> None:
         self.colour = colour
         self.name = name
         self.ready = True
+        self.version = "1.0.0"
+        self.version_hits = 0
         app = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -53,11 +57,15 @@ class AppServer:
             def do_GET(self) -> None:  # noqa: N802 (http.server naming)
                 if self.path == "/readyz":
                     status, body = (200, "ready\n") if app.ready else (503, "not ready\n")
+                elif self.path == "/version":
+                    app.version_hits += 1
+                    status = 200
+                    body = json.dumps({"version": app.version, "colour": app.colour, "instance": f"{app.name}-{app.colour}"})
                 else:
                     status, body = 200, f"{app.colour} {app.name}\n"
                 data = body.encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Type", "application/json" if self.path == "/version" else "text/plain")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
