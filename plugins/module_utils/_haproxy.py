@@ -20,7 +20,7 @@ from ansible_collections.payments.deploy.plugins.module_utils._files import writ
 from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
 
 # Colours and map keys go into runtime API commands verbatim: keep them to one safe word (matched in full).
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 # The only fields backend_template may use, each plain: no attribute, index, conversion or format spec.
 TEMPLATE_FIELDS = ("key", "colour")
 
@@ -84,8 +84,9 @@ def check_name(kind: str, value: str) -> str | None:
     """Return an error message when ``value`` cannot be sent safely as a map key or colour."""
     if isinstance(value, str) and NAME_PATTERN.fullmatch(value):
         return None
+    shown = repr(value) if len(repr(value)) <= 140 else repr(value)[:60] + "..."
     return (
-        f"{kind} {value!r} is not a plain word: use letters, digits and '_', '.', ':', '-', "
+        f"{kind} {shown} is not a plain word: use up to 128 letters, digits and '_', '.', ':', '-', "
         "starting with a letter or digit"
     )
 

@@ -29,7 +29,8 @@ DIRECTORY_MODE = 0o750
 MAX_LEASE_SECONDS = 86400
 # The guard is held for a read and a write only (milliseconds); waiting longer means something is stuck.
 GUARD_TIMEOUT = 10.0
-NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
+# An environment names directories and appears in every message: one short word.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TOKEN_PATTERN = re.compile(r"[0-9a-f]{32}")
 TIMESTAMPS = ("acquired_at", "renewed_at", "expires_at")
 HOLDER_ORDER = ("user", "controller", "playbook", "operation")
@@ -79,7 +80,7 @@ def input_problems(environment: str, state: str, lease_seconds: int, token: str 
     """Every problem with the module's inputs, before anything is read or written."""
     problems = []
     if not NAME_PATTERN.fullmatch(environment):
-        problems.append(f"environment {environment!r} must be a plain name (letters, digits, '_' and '-')")
+        problems.append(f"environment {environment!r} must be a plain name of 1 to 64 letters, digits, '_' and '-'")
     if not 0 < lease_seconds <= MAX_LEASE_SECONDS:
         problems.append(f"lease_seconds must be between 1 and {MAX_LEASE_SECONDS} (24 hours), not {lease_seconds}")
     if token is not None and not TOKEN_PATTERN.fullmatch(token):

@@ -226,7 +226,8 @@ def first_word(statement: str) -> str:
 
 def duration_problem(option: str, value: str) -> str | None:
     """Why ``value`` is not a duration PostgreSQL's SET accepts, or None."""
-    if DURATION_PATTERN.fullmatch(value.strip()):
+    # surrounding blanks are fine, a line break or another control character is not (it would split the SET)
+    if value.isprintable() and DURATION_PATTERN.fullmatch(value.strip()):
         return None
     return f"{option} {value!r} is not a duration such as '5s', '500ms' or '5min' (a number, optionally followed by us, ms, s, min, h or d)"
 

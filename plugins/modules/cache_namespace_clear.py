@@ -57,7 +57,7 @@ options:
     default: 500
   timeout:
     description:
-      - Seconds to wait for a connection and for each reply.
+      - Seconds to wait for a connection and for each reply, at most 300.
     type: float
     default: 5
 seealso:
@@ -114,6 +114,7 @@ msg:
   sample: "deleted 1200 keys under payments:1.1.0 in 3 batches"
 """
 
+import math
 import traceback
 import typing as t
 
@@ -129,6 +130,8 @@ else:
 
 GLOB_CHARACTERS = "*?[]"
 MAX_BATCH = 10000
+# redis-py hands the timeout to the socket, which refuses inf (OverflowError) and waits forever on a huge one.
+MAX_TIMEOUT = 300
 
 
 def namespace_problems(namespace: str | None, separator: str | None) -> list[str]:
@@ -154,8 +157,8 @@ def validate(params: t.Mapping[str, t.Any]) -> list[str]:
     problems = namespace_problems(params["namespace"], params["separator"])
     if not 1 <= params["batch_size"] <= MAX_BATCH:
         problems.append(f"batch_size must be between 1 and {MAX_BATCH}, got {params['batch_size']}")
-    if not params["timeout"] > 0:
-        problems.append(f"timeout must be positive, got {params['timeout']}")
+    if not (math.isfinite(params["timeout"]) and 0 < params["timeout"] <= MAX_TIMEOUT):
+        problems.append(f"timeout must be positive, finite and at most {MAX_TIMEOUT} seconds, got {params['timeout']}")
     if not (params["url"] or "").startswith(("redis://", "rediss://", "unix://")):
         problems.append("url must be a redis://, rediss:// or unix:// URL")
     return problems

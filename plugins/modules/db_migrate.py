@@ -471,6 +471,9 @@ class Migration:
         elif not (params["db"] or "").strip():
             problems.append("db must name the database to migrate (an empty name would make libpq use the login "
                             "user's default database)")
+        elif "=" in params["db"] or "://" in params["db"] or not params["db"].isprintable():
+            problems.append(f"db {params['db'][:100]!r} must be a database name, not a connection string or a line "
+                            "break (a connection string goes in url)")
         if not 0 <= params["retries"] <= MAX_RETRIES:
             problems.append(f"retries must be between 0 and {MAX_RETRIES}")
         if params["connect_timeout"] < 1:

@@ -259,6 +259,9 @@ class Amcheck:
                                        "login_password": url.password})
         if not self.db.strip():
             problems.append("db must not be empty")
+        elif "=" in self.db or "://" in self.db or not self.db.isprintable():
+            # libpq reads such a name as connection parameters in some places (and it names no real database)
+            problems.append(f"db {self.db[:100]!r} must be a database name, not a connection string or a line break")
         if not self.schema.strip():
             problems.append("schema must not be empty")
         if not LOCK_TIMEOUT.match(self.params["lock_timeout"].strip()):

@@ -38,7 +38,7 @@ options:
     default: present
   url:
     description:
-      - The URL Stripe sends events to. Required with O(state=present).
+      - The URL Stripe sends events to, http(s) with a host. Required with O(state=present).
       - Without O(marker) it is also the endpoint's identity.
     type: str
   enabled_events:
@@ -205,6 +205,7 @@ elapsed:
 
 import os
 import typing as t
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -235,11 +236,25 @@ def metadata_value(value: t.Any) -> str:
     return str(value)
 
 
+def url_usable(url: str) -> bool:
+    """Whether ``url`` can be an endpoint's URL: http(s), a host, and nothing a header or a log line would split on."""
+    if len(url) > 2048 or any(c.isspace() or not c.isprintable() for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def validate(params: t.Mapping[str, t.Any]) -> list[str]:
     """Every problem with the module's own options, found before anything is read or changed."""
     problems = []
     if params["state"] == "present" and not params["url"]:
         problems.append("url is required with state=present")
+    elif params["url"] and not url_usable(params["url"]):
+        problems.append(f"url {params['url'][:200]!r} must be an http(s) URL with a host, without white space or "
+                        "control characters")
     if params["state"] == "absent" and not (params["url"] or params["marker"]):
         problems.append("state=absent needs marker or url to find the endpoint")
     if params["enabled_events"] is not None and not [e for e in params["enabled_events"] if e]:
