@@ -43,11 +43,11 @@ READ_SIZE = 1 << 20
 S3_MIN_PART = 5 << 20
 MAX_IDENTIFIER = 63
 # A database name that can name files and is never read as anything but a name (no '/', no '=', no quote, no space).
-PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _ID_TAIL = r"-[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}"
-BACKUP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*" + _ID_TAIL + "$")
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-KEY_ID_HEX = re.compile(r"^[0-9a-f]{16}$")
+BACKUP_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*" + _ID_TAIL + r"\Z")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}\Z")
+KEY_ID_HEX = re.compile(r"^[0-9a-f]{16}\Z")
 
 
 def plain_name_problem(what: str, name: t.Any) -> str | None:

@@ -58,6 +58,7 @@ options:
   timeout:
     description:
       - Seconds to wait for a connection and for each reply.
+      - A finite number above V(0) and at most V(300); V(nan) and V(inf) fail before anything is connected to.
     type: float
     default: 5
 seealso:
@@ -119,6 +120,8 @@ import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
+
 REDIS_IMPORT_ERROR: str | None
 try:
     import redis
@@ -129,6 +132,7 @@ else:
 
 GLOB_CHARACTERS = "*?[]"
 MAX_BATCH = 10000
+MAX_TIMEOUT = 300.0
 
 
 def namespace_problems(namespace: str | None, separator: str | None) -> list[str]:
@@ -154,8 +158,9 @@ def validate(params: t.Mapping[str, t.Any]) -> list[str]:
     problems = namespace_problems(params["namespace"], params["separator"])
     if not 1 <= params["batch_size"] <= MAX_BATCH:
         problems.append(f"batch_size must be between 1 and {MAX_BATCH}, got {params['batch_size']}")
-    if not params["timeout"] > 0:
-        problems.append(f"timeout must be positive, got {params['timeout']}")
+    problem = number_problem("timeout", params["timeout"], maximum=MAX_TIMEOUT)
+    if problem:
+        problems.append(problem)
     if not (params["url"] or "").startswith(("redis://", "rediss://", "unix://")):
         problems.append("url must be a redis://, rediss:// or unix:// URL")
     return problems
