@@ -35,6 +35,7 @@ options:
   timeout:
     description:
       - Seconds to wait for each HTTP request to Stripe.
+      - A finite number above V(0) and at most V(600); V(nan), V(inf) and V(0) fail before anything is sent.
     type: float
     default: 30.0
 requirements:

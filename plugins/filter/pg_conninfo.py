@@ -31,12 +31,19 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Connect with what DATABASE_URL says, TLS settings included
-  payments.deploy.pg_amcheck:
-    login_host: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).host }}"
-    login_password: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).password }}"
-    db: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).dbname }}"
-    ssl_mode: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).sslmode | default('verify-full') }}"
+# The modules that connect take the whole URL themselves (their url option); the filter is for checks and for the
+# parts a task needs on its own.
+- name: Refuse a DATABASE_URL that does not use TLS
+  ansible.builtin.assert:
+    that: (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).tls
+    fail_msg: DATABASE_URL must set sslmode=verify-full (with sslrootcert)
+
+- name: Restore the database the service uses
+  payments.deploy.pg_restore_backup:
+    url: "{{ payments_db_admin_url }}"
+    target_db: "{{ (payments_env.DATABASE_URL | payments.deploy.pg_conninfo).dbname }}"
+    backup_id: latest
+    src_dir: /var/backups/postgres
 """
 
 RETURN = r"""

@@ -8,8 +8,7 @@ Private to the payments.deploy collection: the interface may change without noti
 
 from __future__ import annotations
 
-import typing as t
-from urllib.parse import unquote, urlsplit
+from ansible_collections.payments.deploy.plugins.module_utils._conninfo import ConninfoError, parse_conninfo
 
 # SQLSTATEs PostgreSQL raises for damaged data: XX001 data_corrupted (unreadable page, bad page header),
 # XX002 index_corrupted (amcheck's own findings). Anything else means the check could not run.
@@ -40,30 +39,19 @@ ORDER BY 1
 """
 
 
-class AdminUrl(t.NamedTuple):
-    host: str | None
-    port: int | None
-    user: str
-    password: str | None
-
-
-def parse_admin_url(url: str) -> AdminUrl:
-    """Host, port, user and password of a ``postgresql://user:password@host:port/db`` URL.
+def parse_admin_url(url: str) -> dict[str, str]:
+    """libpq's keywords of the admin connection (a ``postgresql://`` URL or a connection string), every one kept and
+    decoded (``p%40ss`` is ``p@ss``), as libpq parses them.
 
     Raises ValueError with a message that never holds the URL (it carries a password).
     """
     try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError:
-        raise ValueError("admin_url is not a valid URL (its port must be a number)") from None
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise ValueError("admin_url must be a postgresql://user:password@host:port/db URL "
-                         f"(its scheme is {parts.scheme or 'missing'!r})")
-    if not parts.username:
+        parsed = parse_conninfo(url, "admin_url")
+    except ConninfoError as exc:
+        raise ValueError(str(exc)) from None
+    if not parsed.get("user"):
         raise ValueError("admin_url has no user name (postgresql://user:password@host:port/db)")
-    return AdminUrl(host=unquote(parts.hostname) if parts.hostname else None, port=port, user=unquote(parts.username),
-                    password=unquote(parts.password) if parts.password is not None else None)
+    return parsed
 
 
 def qualified(schema: str, name: str) -> str:

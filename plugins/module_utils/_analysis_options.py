@@ -22,8 +22,8 @@ OPS: dict[str, t.Callable[[float, float], bool]] = {
 UNITS = ("ratio", "seconds", "bytes", "count", "factor")
 # Filled by the module for each measurement; every other ${name} comes from the labels option.
 BUILTIN_PLACEHOLDERS = ("interval", "elapsed")
-NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-LABEL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
+LABEL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}\Z")
 # A label value lands inside a PromQL string or regex: nothing that could end the string or open a selector.
 UNSAFE_LABEL_VALUE = re.compile(r'["\\\n{}`]')
 MAX_COUNT = 1000

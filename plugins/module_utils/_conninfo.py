@@ -37,16 +37,32 @@ def parse_database_url(url: str, label: str = "the database URL") -> dict[str, s
 
     Raises ConninfoError when libpq cannot parse it, when it names no database, or when its sslmode is unknown.
     """
+    return parse_conninfo(url, label, require_dbname=True)
+
+
+def parse_conninfo(url: str, label: str, require_dbname: bool = False) -> dict[str, str]:
+    """libpq's keywords of a ``postgresql://`` URL or a ``key=value`` connection string, decoded, every one kept.
+
+    Raises ConninfoError (never quoting the value: it may hold a password) when libpq cannot parse it, when it is a URL
+    of another scheme, when a port is not a number, when its sslmode is unknown, or (``require_dbname``) when it names
+    no database.
+    """
     if PSYCOPG_IMPORT_ERROR is not None:
         raise ConninfoError(f"parsing {label} needs psycopg (3.1 or newer) where this runs")
     if not isinstance(url, str) or not url.strip():
         raise ConninfoError(f"{label} is empty")
+    scheme, sep, _rest = url.strip().partition("://")
+    if sep and "=" not in scheme and scheme not in ("postgresql", "postgres"):
+        raise ConninfoError(f"{label} must be a postgresql://user:password@host:port/db URL or a libpq connection "
+                            f"string (its scheme is {scheme!r})")
     try:
         parsed = {key: str(value) for key, value in conninfo_to_dict(url.strip()).items() if value is not None}
     except Exception:  # pylint: disable=broad-except  # libpq's message may quote the password
         raise ConninfoError(f"{label} is not a valid postgresql:// URL or connection string (libpq cannot parse it; "
                             "the value is not shown because it holds a password)") from None
-    if not parsed.get("dbname", "").strip():
+    if any(port.strip() and not port.strip().isdigit() for port in parsed.get("port", "").split(",")):
+        raise ConninfoError(f"{label} has a port that is not a number: {parsed['port']!r}")
+    if require_dbname and not parsed.get("dbname", "").strip():
         raise ConninfoError(f"{label} names no database (postgresql://user:password@host:port/DATABASE): libpq would "
                             "use the login user's default database")
     if parsed.get("sslmode", "prefer") not in SSL_MODES:

@@ -75,7 +75,7 @@ MAX_CHUNK_SIZE = 64 << 20
 _HKDF_INFO = b"payments.deploy backup v1 AES-256-GCM"
 # How far from its position a misplaced chunk is looked for, to tell "reordered" from "modified".
 _REORDER_WINDOW = 64
-KEY_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+KEY_HEX = re.compile(r"^[0-9a-fA-F]{64}\Z")
 
 ENCRYPTION = {"algorithm": "AES-256-GCM", "key_derivation": "HKDF-SHA256", "format_version": FORMAT_VERSION}
 

@@ -26,6 +26,8 @@ import threading
 import traceback
 import typing as t
 
+from ansible_collections.payments.deploy.plugins.module_utils._conninfo import ConninfoError, parse_conninfo
+
 try:
     import psycopg
 except ImportError:
@@ -36,6 +38,7 @@ else:
     PSYCOPG_IMPORT_ERROR = None
 
 PG_LIB_DIR = "/usr/lib/postgresql"
+APPLICATION_NAME = "payments.deploy"
 MASK = "********"
 # Linux lets a pipe hold this much when asked (F_SETPIPE_SZ); the default 64 KiB stalls the producer too often.
 PIPE_SIZE = 1 << 20
@@ -45,18 +48,33 @@ _F_SETPIPE_SZ = 1031
 _CHILD_ENV_KEEP = {"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGPASSFILE"}
 
 
+# Each connection option and the libpq keyword it sets; an option that is set wins over the same keyword of ``url``.
+OPTION_KEYWORDS = {"login_host": "host", "login_port": "port", "login_user": "user", "login_password": "password",
+                   "db": "dbname", "ssl_mode": "sslmode", "ca_cert": "sslrootcert", "connect_timeout": "connect_timeout"}
+# What applies when neither an option nor ``url`` sets it.
+DEFAULTS = {"host": "localhost", "port": "5432", "user": "postgres", "sslmode": "prefer", "connect_timeout": "10"}
+# Keywords that reach client programs through the libpq environment (see ``Connection.env``); every other keyword of
+# ``url`` reaches them in their ``--dbname`` connection string (see ``Connection.conninfo``), the password in neither.
+_ENV_KEYWORDS = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT",
+                 "connect_timeout": "PGCONNECT_TIMEOUT"}
+# A url may not name a service file or a password file: either would outrank the connection and the password file set
+# here (and could hand the password to another server).
+_REFUSED_KEYWORDS = ("service", "passfile")
+
+
 def postgres_argument_spec() -> dict[str, dict[str, t.Any]]:
-    """Connection options (documented in the payments.deploy.postgres fragment)."""
+    """Connection options (documented in the payments.deploy.postgres fragment). No option has a default of its own: an
+    option that is set overrides ``url``, and DEFAULTS apply to what neither sets."""
     return {
-        "login_host": {"type": "str", "default": "localhost"},
-        "login_port": {"type": "int", "default": 5432},
-        "login_user": {"type": "str", "default": "postgres"},
+        "url": {"type": "str", "no_log": True},
+        "login_host": {"type": "str"},
+        "login_port": {"type": "int"},
+        "login_user": {"type": "str"},
         "login_password": {"type": "str", "no_log": True},
-        "db": {"type": "str", "required": True},
-        "ssl_mode": {"type": "str", "default": "prefer",
-                     "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]},
+        "db": {"type": "str"},
+        "ssl_mode": {"type": "str", "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]},
         "ca_cert": {"type": "path"},
-        "connect_timeout": {"type": "int", "default": 10},
+        "connect_timeout": {"type": "int"},
         "pg_bin_dir": {"type": "path"},
     }
 
@@ -65,27 +83,67 @@ class PostgresError(Exception):
     """A query or a client program failed; the message never holds the password."""
 
 
+def connection_keywords(params: t.Mapping[str, t.Any], label: str = "url") -> tuple[dict[str, str], list[str]]:
+    """libpq's keywords of the connection: every keyword of ``params["url"]``, each connection option that is set in
+    place of the URL's, then DEFAULTS; and the problems found (the URL is then left out)."""
+    keywords: dict[str, str] = {}
+    problems = []
+    if params.get("url") is not None:
+        try:
+            keywords = parse_conninfo(params["url"], label)
+        except ConninfoError as exc:
+            problems.append(str(exc))
+        refused = [key for key in _REFUSED_KEYWORDS if key in keywords]
+        if refused:
+            problems.append(f"{label} must not set {' or '.join(refused)}: the connection and the password are the "
+                            "module's own")
+            keywords = {}
+    for option, keyword in OPTION_KEYWORDS.items():
+        if params.get(option) is not None:
+            keywords[keyword] = str(params[option])
+    for keyword, value in DEFAULTS.items():
+        if not keywords.get(keyword):
+            keywords[keyword] = value
+    if not keywords["connect_timeout"].strip().isdigit() or int(keywords["connect_timeout"]) < 1:
+        problems.append("connect_timeout must be at least 1 second")
+        keywords["connect_timeout"] = DEFAULTS["connect_timeout"]
+    return keywords, problems
+
+
 class Connection:
-    """Where and how to connect, for psycopg and for the libpq environment of client programs."""
+    """Where and how to connect, for psycopg and for client programs: ``url``'s keywords, the options that are set in
+    place of the URL's own, and DEFAULTS. ``problems`` lists what is wrong with them (checked by the module first)."""
 
     def __init__(self, params: t.Mapping[str, t.Any]) -> None:
-        self.host: str = params["login_host"]
-        self.port: int = params["login_port"]
-        self.user: str = params["login_user"]
+        keywords, self.problems = connection_keywords(params)
         # PGPASSWORD of the module's own environment is what libpq would use anyway; taken here so that client programs,
         # which do not inherit it, get it through the password file, and so that messages mask it
-        self.password: str | None = params.get("login_password") or os.environ.get("PGPASSWORD") or None
-        self.ssl_mode: str = params["ssl_mode"]
-        self.ca_cert: str | None = params.get("ca_cert")
-        self.connect_timeout: int = params["connect_timeout"]
+        self.password: str | None = keywords.pop("password", None) or os.environ.get("PGPASSWORD") or None
+        self.dbname: str | None = keywords.pop("dbname", None)
+        self.keywords = keywords
+        self.host: str = keywords["host"]
+        self.port: int | str = int(keywords["port"]) if keywords["port"].isdigit() else keywords["port"]
+        self.user: str = keywords["user"]
+        self.ssl_mode: str = keywords["sslmode"]
+        self.ca_cert: str | None = keywords.get("sslrootcert")
+        self.connect_timeout: int = int(keywords["connect_timeout"])
+        self._secrets = [secret for secret in (self.password, params.get("url")) if secret]
         self._passfile: str | None = None
+
+    def extra_keywords(self) -> dict[str, str]:
+        """The keywords beyond those of the libpq environment (``options``, ``sslcert``, ``target_session_attrs``, ...)."""
+        return {key: value for key, value in self.keywords.items() if key not in _ENV_KEYWORDS}
+
+    def conninfo(self, dbname: str) -> str:
+        """The ``--dbname`` value of a client program: ``dbname='<name>'`` and the extra keywords, each value quoted,
+        so that libpq reads the name as a name only (see ``dbname_conninfo``); never the password."""
+        return " ".join([dbname_conninfo(dbname)] + [f"{key}={_quote_conninfo(value)}"
+                                                     for key, value in sorted(self.extra_keywords().items())])
 
     def env(self) -> dict[str, str]:
         """libpq variables for client programs; never the password (see ``passfile``)."""
-        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGSSLMODE": self.ssl_mode,
-               "PGCONNECT_TIMEOUT": str(self.connect_timeout), "PGAPPNAME": "payments.deploy"}
-        if self.ca_cert:
-            env["PGSSLROOTCERT"] = self.ca_cert
+        env = {variable: self.keywords[key] for key, variable in _ENV_KEYWORDS.items() if self.keywords.get(key)}
+        env["PGAPPNAME"] = APPLICATION_NAME
         return env
 
     def child_env(self) -> dict[str, str]:
@@ -105,11 +163,14 @@ class Connection:
                 raise PostgresError("no password to put in a password file")
             if "\n" in self.password or "\r" in self.password:
                 raise PostgresError("login_password holds a line break, which a libpq password file cannot carry")
-            hosts = [h for h in self.host.split(",") if h] or ["localhost"]
-            if any(h.startswith("/") for h in hosts):
-                hosts.append("localhost")  # libpq looks a socket in its default directory up as "localhost"
-            lines = "".join(":".join(_pgpass_field(f) for f in (host, str(self.port), "*", self.user, self.password)) + "\n"
-                            for host in hosts)
+            hosts = self.host.split(",")
+            ports = str(self.port).split(",")
+            ports = ports * len(hosts) if len(ports) == 1 else ports  # libpq pairs the n-th host with the n-th port
+            pairs = [(host or "localhost", port or DEFAULTS["port"]) for host, port in zip(hosts, ports)]
+            # libpq looks a socket in its default directory up as "localhost"
+            pairs += [("localhost", port) for host, port in pairs if host.startswith("/")]
+            lines = "".join(":".join(_pgpass_field(f) for f in (host, port, "*", self.user, self.password)) + "\n"
+                            for host, port in dict.fromkeys(pairs))
             directory = tempfile.mkdtemp(prefix="payments-deploy-pg-")
             path = os.path.join(directory, "pgpass")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -134,14 +195,12 @@ class Connection:
         return {"host": self.host, "port": self.port, "user": self.user, "ssl_mode": self.ssl_mode, "ca_cert": self.ca_cert}
 
     def scrub(self, text: str) -> str:
-        return text.replace(self.password, MASK) if self.password else text
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
 
     def connect(self, dbname: str, autocommit: bool = True) -> t.Any:
-        kwargs: dict[str, t.Any] = {"host": self.host, "port": self.port, "user": self.user, "dbname": dbname,
-                                    "sslmode": self.ssl_mode, "connect_timeout": self.connect_timeout,
-                                    "application_name": "payments.deploy"}
-        if self.ca_cert:
-            kwargs["sslrootcert"] = self.ca_cert
+        kwargs: dict[str, t.Any] = {"application_name": APPLICATION_NAME, **self.keywords, "dbname": dbname}
         if self.password:
             kwargs["password"] = self.password
         try:
@@ -198,7 +257,12 @@ def _pgpass_field(value: str) -> str:
 def dbname_conninfo(name: str) -> str:
     """``dbname='<name>'``, for ``--dbname``: a connection string that sets the database name only. A bare name holding
     ``=`` (``host=elsewhere dbname=x``) or starting with ``postgresql://`` would be read by libpq as connection parameters."""
-    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "dbname=" + _quote_conninfo(name)
+
+
+def _quote_conninfo(value: str) -> str:
+    """A connection string value, always quoted (libpq reads ``\\'`` and ``\\\\`` inside quotes)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def quote_ident(name: str) -> str:

@@ -29,11 +29,11 @@ NEEDS = {
 }
 # The service accepts idempotency keys of up to 200 visible characters: room for the longest one made from run_id.
 MAX_RUN_ID = 150
-RUN_ID = re.compile(r"^[A-Za-z0-9._:@+-]+$")
-ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-CURRENCY = re.compile(r"^[a-z]{3}$")
-PAYMENT_METHOD = re.compile(r"^pm_[A-Za-z0-9_]+$")
+RUN_ID = re.compile(r"^[A-Za-z0-9._:@+-]+\Z")
+ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+CURRENCY = re.compile(r"^[a-z]{3}\Z")
+PAYMENT_METHOD = re.compile(r"^pm_[A-Za-z0-9_]+\Z")
 MAX_PAYMENTS = 100
 
 

@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
+from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
+
 try:
     from stripe import HTTPClient, RequestsClient, StripeClient, StripeError
 except ImportError:
@@ -43,6 +45,9 @@ KEY_PATTERN = re.compile(r"\b(?P<prefix>(?:sk|rk|pk)_(?:live|test)_)(?P<body>[0-
 WEBHOOK_SECRET_PATTERN = re.compile(r"\bwhsec_[0-9A-Za-z+/=]+")
 KEY_KINDS = {"sk": "secret", "rk": "restricted", "pk": "publishable"}
 ELLIPSIS = "\u2026"
+DEFAULT_TIMEOUT = 30.0
+# Seconds; a request to Stripe that takes longer than this is broken, and a huge value overflows the socket code.
+MAX_TIMEOUT = 600.0
 
 
 def stripe_argument_spec() -> dict[str, dict[str, t.Any]]:
@@ -52,7 +57,7 @@ def stripe_argument_spec() -> dict[str, dict[str, t.Any]]:
         "api_base": {"type": "str", "default": DEFAULT_API_BASE},
         "stripe_version": {"type": "str"},
         "max_network_retries": {"type": "int", "default": 2},
-        "timeout": {"type": "float", "default": 30.0},
+        "timeout": {"type": "float", "default": DEFAULT_TIMEOUT},
     }
 
 
@@ -69,8 +74,9 @@ def check_common_options(params: t.Mapping[str, t.Any]) -> list[str]:
         problems.append(f"api_base {params.get('api_base')!r} must be an http(s) URL such as {DEFAULT_API_BASE}")
     if not 0 <= params.get("max_network_retries", 0) <= 10:
         problems.append("max_network_retries must be between 0 and 10")
-    if params.get("timeout", 1) <= 0:
-        problems.append("timeout must be a positive number of seconds")
+    problem = number_problem("timeout", params.get("timeout", DEFAULT_TIMEOUT), maximum=MAX_TIMEOUT)
+    if problem:
+        problems.append(problem)
     return problems
 
 

@@ -57,7 +57,8 @@ options:
     default: 500
   timeout:
     description:
-      - Seconds to wait for a connection and for each reply, at most 300.
+      - Seconds to wait for a connection and for each reply.
+      - A finite number above V(0) and at most V(300); V(nan) and V(inf) fail before anything is connected to.
     type: float
     default: 5
 seealso:
@@ -114,11 +115,12 @@ msg:
   sample: "deleted 1200 keys under payments:1.1.0 in 3 batches"
 """
 
-import math
 import traceback
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
 
 REDIS_IMPORT_ERROR: str | None
 try:
@@ -131,7 +133,7 @@ else:
 GLOB_CHARACTERS = "*?[]"
 MAX_BATCH = 10000
 # redis-py hands the timeout to the socket, which refuses inf (OverflowError) and waits forever on a huge one.
-MAX_TIMEOUT = 300
+MAX_TIMEOUT = 300.0
 
 
 def namespace_problems(namespace: str | None, separator: str | None) -> list[str]:
@@ -157,8 +159,9 @@ def validate(params: t.Mapping[str, t.Any]) -> list[str]:
     problems = namespace_problems(params["namespace"], params["separator"])
     if not 1 <= params["batch_size"] <= MAX_BATCH:
         problems.append(f"batch_size must be between 1 and {MAX_BATCH}, got {params['batch_size']}")
-    if not (math.isfinite(params["timeout"]) and 0 < params["timeout"] <= MAX_TIMEOUT):
-        problems.append(f"timeout must be positive, finite and at most {MAX_TIMEOUT} seconds, got {params['timeout']}")
+    problem = number_problem("timeout", params["timeout"], maximum=MAX_TIMEOUT)
+    if problem:
+        problems.append(problem)
     if not (params["url"] or "").startswith(("redis://", "rediss://", "unix://")):
         problems.append("url must be a redis://, rediss:// or unix:// URL")
     return problems

@@ -41,46 +41,57 @@ requirements:
   - psycopg >= 3.1 (C(psycopg[binary]) or C(psycopg) with libpq) on the target host
   - the C(amcheck) extension's files on the database server (PostgreSQL's contrib, part of the Debian and PGDG server packages)
 options:
+  url:
+    description:
+      - The whole connection as a C(postgresql://) URL or a libpq connection string, for example the service's
+        C(DATABASE_URL). libpq parses it (psycopg's C(conninfo_to_dict)), so a percent-encoded password (C(p%40ss)) is
+        decoded and every parameter (C(sslmode), C(sslrootcert), C(sslcert), C(sslkey), C(options),
+        C(target_session_attrs), ...) is kept and used.
+      - Each connection option below that is set overrides the same part of the URL; the defaults apply to what
+        neither sets. A URL that cannot be used (libpq cannot parse it, another scheme, a port that is not a number, an
+        unknown C(sslmode), C(service) or C(passfile) set) fails before anything is connected to. Never logged or
+        returned.
+    type: str
   login_host:
     description:
       - Host name or IP address of the PostgreSQL server, or the directory of its Unix socket.
+      - Overrides the host of O(url). C(localhost) when neither sets one.
     type: str
-    default: localhost
   login_port:
     description:
-      - TCP port of the PostgreSQL server.
+      - TCP port of the PostgreSQL server. Overrides the port of O(url). C(5432) when neither sets one.
     type: int
-    default: 5432
   login_user:
     description:
       - Database role the checks run as (the service's own role is enough once it may execute C(bt_index_check)).
+      - Overrides the user of O(url). C(postgres) when neither sets one.
     type: str
-    default: postgres
   login_password:
     description:
-      - Password of O(login_user); never logged or returned.
-      - When omitted, libpq's usual sources apply (C(PGPASSWORD) in the module's environment, C(~/.pgpass)).
+      - Password of O(login_user); overrides the password of O(url); never logged or returned.
+      - When neither sets one, libpq's usual sources apply (C(PGPASSWORD) in the module's environment, C(~/.pgpass)).
     type: str
   db:
     description:
-      - Name of the database to check.
+      - Name of the database to check; overrides the database of O(url).
+      - One of O(db) and O(url) (with a database) is required.
     type: str
-    required: true
   ssl_mode:
     description:
-      - libpq C(sslmode) of every connection (also the O(admin_url) one). Use V(verify-full) with O(ca_cert) in production.
+      - libpq C(sslmode) of the connection; overrides the C(sslmode) of O(url). V(prefer) when neither sets one.
+        Use V(verify-full) with O(ca_cert) in production.
     type: str
-    default: prefer
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ca_cert:
     description:
-      - CA certificate file (PEM) that the server's certificate must chain to (libpq C(sslrootcert)).
+      - CA certificate file (PEM) that the server's certificate must chain to (libpq C(sslrootcert)); overrides the
+        C(sslrootcert) of O(url).
     type: path
   connect_timeout:
     description:
-      - Seconds to wait for each connection to the server.
+      - Seconds to wait for each connection to the server, at least 1; overrides the C(connect_timeout) of O(url).
+        V(10) when neither sets one.
     type: int
-    default: 10
   schema:
     description:
       - The schema whose tables' indexes are checked. A schema that does not exist fails the module.
@@ -95,12 +106,13 @@ options:
     default: false
   admin_url:
     description:
-      - A privileged role, as C(postgresql://user:password@host:port/db), used only when the C(amcheck) extension is
-        missing from O(db) or O(login_user) may not execute C(bt_index_check); the module connects with it to O(db)
-        (the URL's own database is ignored, the extension belongs in O(db)), creates the extension and grants the function.
-      - Host and port default to O(login_host) and O(login_port) when the URL has none; O(ssl_mode), O(ca_cert) and
-        O(connect_timeout) apply. A malformed URL fails before anything is connected to; the URL is never logged or
-        returned.
+      - A privileged role, as C(postgresql://user:password@host:port/db) or a libpq connection string, used only when
+        the C(amcheck) extension is missing from O(db) or O(login_user) may not execute C(bt_index_check); the module
+        connects with it to O(db) (the URL's own database is ignored, the extension belongs in O(db)), creates the
+        extension and grants the function.
+      - libpq parses it and every parameter is kept. Host, port, C(sslmode), C(sslrootcert) and C(connect_timeout)
+        default to those of the checked connection when the URL sets none. A malformed URL or one without a user fails
+        before anything is connected to; the URL is never logged or returned.
     type: str
   lock_timeout:
     description:
@@ -218,7 +230,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.payments.deploy.plugins.module_utils import _amcheck as amcheck
 from ansible_collections.payments.deploy.plugins.module_utils import _postgres as pg
 
-LOCK_TIMEOUT = re.compile(r"^\d+\s*(ms|s|min|h|d)?$")
+LOCK_TIMEOUT = re.compile(r"^\d+\s*(ms|s|min|h|d)?\Z")
 
 
 class AmcheckFailed(Exception):
@@ -232,9 +244,9 @@ class Amcheck:
         self.module = module
         self.params = module.params
         self.started = time.monotonic()
-        self.db: str = self.params["db"]
-        self.schema: str = self.params["schema"]
         self.conn = pg.Connection(self.params)
+        self.db: str = self.conn.dbname or ""
+        self.schema: str = self.params["schema"]
         self.admin = self._validate()
         self.queries: list[str] = []
         self.result: dict[str, t.Any] = {
@@ -254,11 +266,13 @@ class Amcheck:
             except ValueError as exc:
                 problems.append(str(exc))
             else:
-                admin = pg.Connection({**self.params, "login_host": url.host or self.params["login_host"],
-                                       "login_port": url.port or self.params["login_port"], "login_user": url.user,
-                                       "login_password": url.password})
+                # the URL's own keywords win; where, how and how long to connect default to the checked connection's
+                fallback = {"login_host": self.conn.host, "login_port": self.conn.port, "ssl_mode": self.conn.ssl_mode,
+                            "ca_cert": self.conn.ca_cert, "connect_timeout": self.conn.connect_timeout}
+                admin = pg.Connection({"url": self.params["admin_url"], **{
+                    option: value for option, value in fallback.items() if pg.OPTION_KEYWORDS[option] not in url}})
         if not self.db.strip():
-            problems.append("db must not be empty")
+            problems.append("db must not be empty (set db, or url with a database name)")
         elif "=" in self.db or "://" in self.db or not self.db.isprintable():
             # libpq reads such a name as connection parameters in some places (and it names no real database)
             problems.append(f"db {self.db[:100]!r} must be a database name, not a connection string or a line break")
@@ -266,8 +280,7 @@ class Amcheck:
             problems.append("schema must not be empty")
         if not LOCK_TIMEOUT.match(self.params["lock_timeout"].strip()):
             problems.append(f"lock_timeout {self.params['lock_timeout']!r} is not a PostgreSQL duration such as 10s, 500ms or 0")
-        if self.params["connect_timeout"] < 1:
-            problems.append("connect_timeout must be at least 1 second")
+        problems += self.conn.problems
         if problems:
             self.module.fail_json(msg="; ".join(problems), changed=False)
         return admin
@@ -410,7 +423,7 @@ def main() -> None:
         admin_url={"type": "str", "no_log": True},
         lock_timeout={"type": "str", "default": "10s"},
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, required_one_of=[("url", "db")])
     if not pg.HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib("psycopg"), exception=pg.PSYCOPG_IMPORT_ERROR)
     Amcheck(module).run()

@@ -48,8 +48,10 @@ requirements:
 options:
   db:
     description:
-      - Name of the database to back up. It is part of the backup id and the file names, so it must be a plain name
-        (letters, digits, C(_), C(.), C(-)) of at most 63 bytes.
+      - Name of the database to back up; overrides the database of O(url). One of O(db) and O(url) (with a database)
+        is required.
+      - It is part of the backup id and the file names, so it must be a plain name (letters, digits, C(_), C(.), C(-)) of
+        at most 63 bytes.
   encryption_key:
     description:
       - The 32-byte key, as 64 hexadecimal characters, that encrypts the backup. Falls back to the C(ENCRYPTION_KEY)
@@ -242,7 +244,7 @@ from ansible_collections.payments.deploy.plugins.module_utils import _crypto as 
 from ansible_collections.payments.deploy.plugins.module_utils import _postgres as pg
 
 PLAIN_NAME = store_lib.PLAIN_NAME
-QUALIFIED_NAME = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_$]*)\.)?([A-Za-z_][A-Za-z0-9_$]*)$")
+QUALIFIED_NAME = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_$]*)\.)?([A-Za-z_][A-Za-z0-9_$]*)\Z")
 READ_SIZE = 1 << 20
 MAX_IDENTIFIER = 63
 FAILURES = (pg.PostgresError, store_lib.StoreError, crypto.BackupIntegrityError, OSError)
@@ -270,8 +272,8 @@ class Backup:
         self.timings: dict[str, float] = {}
         self.commands: list[list[str]] = []
         self.queries: list[str] = []
-        self.db: str = self.params["db"]
         self.conn = pg.Connection(self.params)
+        self.db: str = self.conn.dbname or ""
         self.key = self._validate()
         self.stores = self._stores()
         self.backup_id = ""
@@ -295,7 +297,7 @@ class Backup:
     def _validate(self) -> bytes:
         """Every problem with the input at once, before anything runs; returns the key."""
         params = self.params
-        problems = []
+        problems = list(self.conn.problems)
         key = b""
         try:
             key = crypto.parse_key(params["encryption_key"])
@@ -303,7 +305,9 @@ class Backup:
             problems.append(str(exc))
         if not params["dest_dir"] and not params["s3_bucket"]:
             problems.append("no destination: set dest_dir and/or s3_bucket")
-        if not PLAIN_NAME.match(self.db):
+        if not self.db:
+            problems.append("no database to back up: set db, or url with a database name")
+        elif not PLAIN_NAME.match(self.db):
             problems.append(f"db {self.db!r} cannot name backup files: use letters, digits, '_', '.' and '-'")
         elif len(self.db.encode()) > MAX_IDENTIFIER:
             problems.append(f"db {self.db!r} is longer than PostgreSQL's {MAX_IDENTIFIER}-byte limit")
@@ -360,8 +364,8 @@ class Backup:
     def dump_argv(self, pg_dump: str, snapshot: str, schema_only: bool) -> list[str]:
         if schema_only:
             return [pg_dump, "--schema-only", "--format=plain", "--no-password", f"--snapshot={snapshot}",
-                    f"--dbname={pg.dbname_conninfo(self.db)}"]
-        argv = [pg_dump, "--format=custom", "--compress=0", "--no-password", f"--snapshot={snapshot}", f"--dbname={pg.dbname_conninfo(self.db)}"]
+                    f"--dbname={self.conn.conninfo(self.db)}"]
+        argv = [pg_dump, "--format=custom", "--compress=0", "--no-password", f"--snapshot={snapshot}", f"--dbname={self.conn.conninfo(self.db)}"]
         if self.params["lock_wait_timeout"]:
             argv.insert(-1, f"--lock-wait-timeout={self.params['lock_wait_timeout']}")
         return argv
@@ -369,7 +373,7 @@ class Backup:
     def verify_argv(self, pg_restore: str, scratch: str | None) -> list[str]:
         if scratch is None:
             return [pg_restore, "--file=/dev/null"]
-        return [pg_restore, "--no-password", "--exit-on-error", "--no-owner", "--no-privileges", f"--dbname={pg.dbname_conninfo(scratch)}"]
+        return [pg_restore, "--no-password", "--exit-on-error", "--no-owner", "--no-privileges", f"--dbname={self.conn.conninfo(scratch)}"]
 
     def migration_head(self, snap: pg.Session) -> str | None:
         if self.params["migration_head"] is not None:
@@ -750,7 +754,8 @@ def main() -> None:
         lock_wait_timeout={"type": "str"},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("migration_head", "migration_registry_table")])
+                           mutually_exclusive=[("migration_head", "migration_registry_table")],
+                           required_one_of=[("url", "db")])
     for found, lib, error in ((crypto.HAS_ZSTANDARD, "zstandard", crypto.ZSTANDARD_IMPORT_ERROR),
                               (crypto.HAS_CRYPTOGRAPHY, "cryptography", crypto.CRYPTOGRAPHY_IMPORT_ERROR),
                               (pg.HAS_PSYCOPG, "psycopg", pg.PSYCOPG_IMPORT_ERROR)):

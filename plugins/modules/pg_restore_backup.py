@@ -49,9 +49,9 @@ options:
     description:
       - Database the module connects to for C(CREATE DATABASE), C(ALTER DATABASE) and the session checks (a maintenance
         database, never the one being replaced).
+      - Overrides the database of O(url); C(postgres) when neither sets one.
     type: str
     required: false
-    default: postgres
   target_db:
     description:
       - The database to replace. Defaults to the database the backup was taken of.
@@ -223,6 +223,7 @@ from ansible_collections.payments.deploy.plugins.module_utils import _postgres a
 MAX_IDENTIFIER = 63
 FAILURES = (pg.PostgresError, store_lib.StoreError, crypto.BackupIntegrityError, OSError, ValueError)
 UNTOUCHED = "no database was touched"
+MAINTENANCE_DB = "postgres"
 
 
 class Restore:
@@ -236,6 +237,8 @@ class Restore:
         self.commands: list[list[str]] = []
         self.queries: list[str] = []
         self.conn = pg.Connection(self.params)
+        # the database connected to (never the one restored): db, else the url's database, else postgres
+        self.maintenance_db: str = self.conn.dbname or MAINTENANCE_DB
         self.key = self._validate()
         self.store = self._store()
         self.manifest: dict[str, t.Any] = {}
@@ -258,7 +261,7 @@ class Restore:
 
     def _validate(self) -> bytes:
         params = self.params
-        problems = []
+        problems = list(self.conn.problems)
         key = b""
         try:
             key = crypto.parse_key(params["encryption_key"])
@@ -414,8 +417,8 @@ class Restore:
         """With one job the archive comes on stdin, decompressed from the temporary file as pg_restore reads it."""
         if self.parallel():
             return [pg_restore, "--no-password", "--exit-on-error", f"--jobs={self.params['jobs']}",
-                    f"--dbname={pg.dbname_conninfo(database)}", path]
-        return [pg_restore, "--no-password", "--exit-on-error", f"--dbname={pg.dbname_conninfo(database)}"]
+                    f"--dbname={self.conn.conninfo(database)}", path]
+        return [pg_restore, "--no-password", "--exit-on-error", f"--dbname={self.conn.conninfo(database)}"]
 
     def run_pg_restore(self, argv: list[str], path: str) -> str:
         if self.parallel():
@@ -489,10 +492,10 @@ class Restore:
             self.fail(f"backup {self.manifest['backup_id']} refused: {exc}; {UNTOUCHED}", integrity_failure=exc.kind)
         try:
             self.target = self.params["target_db"] or self.manifest["database"]
-            if self.target == self.params["db"]:
+            if self.target == self.maintenance_db:
                 raise ValueError(f"db (the database the module connects to) must not be target_db {self.target}: use a maintenance database")
             restored, kept = self.names()
-            admin = self.admin = pg.Session(self.conn, self.params["db"], self.queries)
+            admin = self.admin = pg.Session(self.conn, self.maintenance_db, self.queries)
             version_num, version = pg.server_version(admin)
             pg_restore = pg.find_client("pg_restore", self.params["pg_bin_dir"], pg.major_of(version_num))
             archive_major = int(str(self.manifest.get("pg_dump_version") or "0").split(".", maxsplit=1)[0] or 0)
@@ -660,7 +663,6 @@ def main() -> None:
     argument_spec = pg.postgres_argument_spec()
     argument_spec.update(store_lib.s3_argument_spec())
     argument_spec.update(
-        db={"type": "str", "default": "postgres"},
         target_db={"type": "str"},
         backup_id={"type": "str"},
         manifest={"type": "path"},

@@ -13,7 +13,8 @@ def test_malformed_admin_url_fails_before_connecting(amcheck: Amcheck) -> None:
     result = amcheck("does_not_matter", admin_url="http://root:s3cret-pw@db:5432/x")
 
     assert result["failed"] is True
-    assert result["msg"] == "admin_url must be a postgresql://user:password@host:port/db URL (its scheme is 'http')"
+    assert result["msg"] == ("admin_url must be a postgresql://user:password@host:port/db URL or a libpq connection string "
+                             "(its scheme is 'http')")
     assert "s3cret-pw" not in json.dumps(result)
     assert "indexes" not in result, "nothing was connected to"
 

@@ -134,6 +134,13 @@ def test_common_options_are_checked() -> None:
     assert "contains whitespace" in whitespace and KEY not in whitespace
 
 
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), float("-inf"), 0.0, -1.0, 601.0])
+def test_a_timeout_that_is_not_a_finite_positive_number_is_refused(timeout: float) -> None:
+    good = {"api_key": KEY, "api_base": "https://api.stripe.com", "max_network_retries": 2}
+    [problem] = check_common_options(dict(good, timeout=timeout))
+    assert problem.startswith("timeout must be more than 0 and at most 600 seconds (a finite number; got ")
+
+
 def test_calls_are_recorded_without_the_key(scripted: t.Callable[[Script], ScriptedServer]) -> None:
     server = scripted([
         (200, {"Request-Id": "req_1"}, BALANCE),

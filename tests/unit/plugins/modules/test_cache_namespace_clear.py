@@ -53,7 +53,9 @@ def test_a_namespace_that_could_clear_other_keys_is_refused_before_connecting(
 @pytest.mark.parametrize(("args", "error"), [
     ({"batch_size": 0}, "batch_size must be between 1 and 10000"),
     ({"batch_size": 10001}, "batch_size must be between 1 and 10000"),
-    ({"timeout": 0}, "timeout must be positive"),
+    ({"timeout": 0}, "timeout must be more than 0 and at most 300 seconds"),
+    ({"timeout": "nan"}, "timeout must be more than 0 and at most 300 seconds"),
+    ({"timeout": "inf"}, "timeout must be more than 0 and at most 300 seconds"),
     ({"url": "http://127.0.0.1:6379"}, "url must be a redis://"),
     ({"separator": ""}, "separator must not be empty"),
 ])

@@ -36,8 +36,9 @@ def test_every_problem_is_reported_together(capsys: pytest.CaptureFixture[str]) 
                           "admin_url": "mysql://root:hunter2-secret@db/x"})
 
     assert result["failed"] is True and result["changed"] is False
-    assert result["msg"] == ("admin_url must be a postgresql://user:password@host:port/db URL (its scheme is 'mysql'); "
-                             "db must not be empty; schema must not be empty; "
+    assert result["msg"] == ("admin_url must be a postgresql://user:password@host:port/db URL or a libpq connection string "
+                             "(its scheme is 'mysql'); db must not be empty (set db, or url with a database name); "
+                             "schema must not be empty; "
                              "lock_timeout '1 minute' is not a PostgreSQL duration such as 10s, 500ms or 0; "
                              "connect_timeout must be at least 1 second")
     assert "hunter2-secret" not in json.dumps(result)
@@ -48,15 +49,19 @@ def test_lock_timeouts_postgres_accepts_pass_validation(timeout: str) -> None:
     assert pg_amcheck.LOCK_TIMEOUT.match(timeout)
 
 
-def test_admin_url_parts_are_decoded() -> None:
-    url = amcheck.parse_admin_url("postgresql://db%40admin:p%40ss%2Fw@db.internal:6432/postgres?sslmode=require")
-    assert url == amcheck.AdminUrl(host="db.internal", port=6432, user="db@admin", password="p@ss/w")
-    assert amcheck.parse_admin_url("postgres://admin@/x") == amcheck.AdminUrl(host=None, port=None, user="admin", password=None)
+def test_admin_url_parts_are_decoded_and_every_parameter_kept() -> None:
+    url = amcheck.parse_admin_url("postgresql://db%40admin:p%40ss%2Fw@db.internal:6432/postgres?sslmode=require"
+                                  "&sslcert=/etc/admin.crt&options=-c%20statement_timeout%3D5s")
+    assert url == {"host": "db.internal", "port": "6432", "user": "db@admin", "password": "p@ss/w", "dbname": "postgres",
+                   "sslmode": "require", "sslcert": "/etc/admin.crt", "options": "-c statement_timeout=5s"}
+    assert amcheck.parse_admin_url("postgres://admin@/x") == {"user": "admin", "dbname": "x"}
+    assert amcheck.parse_admin_url("user=admin host=/run/postgresql") == {"user": "admin", "host": "/run/postgresql"}
 
 
 @pytest.mark.parametrize(("url", "problem"), [
-    ("postgresql://admin:pw@db:54x2/x", "admin_url is not a valid URL (its port must be a number)"),
-    ("db.internal:5432", "admin_url must be a postgresql://user:password@host:port/db URL (its scheme is 'db.internal')"),
+    ("postgresql://admin:pw@db:54x2/x", "admin_url has a port that is not a number: '54x2'"),
+    ("db.internal:5432", "admin_url is not a valid postgresql:// URL or connection string (libpq cannot parse it; "
+                         "the value is not shown because it holds a password)"),
     ("postgresql://:pw@db/x", "admin_url has no user name (postgresql://user:password@host:port/db)"),
 ])
 def test_malformed_admin_urls(url: str, problem: str) -> None:

@@ -100,3 +100,11 @@ def test_missing_sdk_names_the_library(capsys: pytest.CaptureFixture[str], monke
     result = run(stripe_key_info, capsys, {"api_key": TEST_KEY})
     assert result["failed"] is True and "Failed to import the required Python library (stripe)" in result["msg"]
     assert result["api_calls"] == []
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0", "-5"])
+def test_a_timeout_that_is_not_a_finite_positive_number_fails_naming_the_option(
+        capsys: pytest.CaptureFixture[str], timeout: str) -> None:
+    result = run(stripe_key_info, capsys, {"api_key": TEST_KEY, "api_base": "http://127.0.0.1:9", "timeout": timeout})
+    assert result["failed"] is True and "timeout must be more than 0 and at most 600 seconds" in result["msg"]
+    assert result.get("api_calls", []) == []
