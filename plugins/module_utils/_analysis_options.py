@@ -133,6 +133,10 @@ def _check_number(problems: list[str], what: str, value: float | None, low: floa
 
 
 def _check_url(problems: list[str], url: str) -> None:
+    if not url.isprintable() or any(c.isspace() for c in url):
+        # urlsplit drops tabs and newlines silently; a line separator would reach the request line
+        problems.append(f"prometheus_url {url[:200]!r} must not hold white space, line breaks or control characters")
+        return
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         problems.append(f"prometheus_url must be an http:// or https:// URL, got {url!r}")

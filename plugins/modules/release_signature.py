@@ -130,6 +130,12 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib("cryptography"), exception=minisign.CRYPTOGRAPHY_IMPORT_ERROR)
     path, required = module.params["path"], module.params["required"]
     keys = [key for key in module.params["public_keys"] if key and key.strip()]
+    # A malformed trusted key is a configuration error whether or not this artifact is signed.
+    for number, key in enumerate(keys, 1):
+        try:
+            minisign.parse_public_key(key)
+        except minisign.SignatureError as error:
+            module.fail_json(msg=f"public_keys item {number} is not a minisign public key: {error}", verified=False)
     name = os.path.basename(path)
     signature = module.params["signature"] or ""
     if module.params["signature_path"]:

@@ -39,26 +39,28 @@ options:
     required: true
   dest:
     description:
-      - The release directory, for example C(/opt/payments/releases/1.1.0).
+      - The release directory, for example C(/opt/payments/releases/1.1.0), an absolute path without C(.) or C(..)
+        components or line breaks.
     type: path
     required: true
   sha256:
     description:
       - The verified sha256 of O(src). An existing O(dest) must have been unpacked from this artifact.
+      - Before unpacking, O(src) is hashed again and must still have this sha256, which the install record keeps.
     type: str
     required: true
   signature_key_id:
     description:
-      - The id of the key whose signature of O(src) was verified, kept in the record.
+      - The id of the key whose signature of O(src) was verified, kept in the record (up to 16 hex digits).
     type: str
   name:
     description:
-      - The release name that the archive's C(manifest.json) must hold.
+      - The release name that the archive's C(manifest.json) must hold (one line, at most 255 characters).
     type: str
     required: true
   version:
     description:
-      - The release version that the archive's C(manifest.json) must hold.
+      - The release version that the archive's C(manifest.json) must hold (one line, at most 255 characters).
     type: str
     required: true
   owner:
@@ -119,6 +121,7 @@ msg:
 """
 
 import grp
+import hashlib
 import json
 import os
 import pwd
@@ -132,11 +135,43 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.payments.deploy.plugins.module_utils import _release_tree as tree
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
+KEY_ID = re.compile(r"[0-9A-Fa-f]{1,16}")
+MAX_LABEL = 255
+
+
+def one_line(value: str) -> bool:
+    """Non-blank printable text of sane length: no line break, U+2028, control character or NUL."""
+    return bool(value.strip()) and value.isprintable() and len(value) <= MAX_LABEL
+
+
+def dest_problem(dest: str) -> str | None:
+    """Why ``dest`` cannot be a release directory (the staging directory is made next to it), or None."""
+    if not dest.isprintable():
+        return "holds a line break or control character"
+    if not os.path.isabs(dest):
+        return "is not an absolute path"
+    parts = [part for part in dest.split("/") if part]
+    if not parts:
+        return "is the root directory"
+    if any(part in (".", "..") for part in parts):
+        return "holds '.' or '..'"
+    return None
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(tree.CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_manifest(directory: str) -> dict[str, t.Any]:
     with open(os.path.join(directory, "manifest.json"), encoding="utf-8") as handle:
-        manifest = json.load(handle)
+        try:
+            manifest = json.load(handle)
+        except ValueError as error:
+            raise ValueError(f"manifest.json is not JSON: {error}") from error
     if not isinstance(manifest, dict):
         raise ValueError("manifest.json is not a JSON object")
     return manifest
@@ -196,10 +231,22 @@ def main() -> None:
     params["dest"] = dest
     user = pwd.getpwuid(os.geteuid()).pw_name
     result: dict[str, t.Any] = {"path": dest, "user": user}
+    problem = dest_problem(params["dest"])
+    if problem:
+        module.fail_json(msg=f"dest {params['dest'][:200]!r} {problem}; nothing was unpacked", **result)
     sha256 = params["sha256"].strip().lower()
     if not SHA256.fullmatch(sha256):
-        module.fail_json(msg=f"sha256 {params['sha256']!r} is not a sha256 hex digest; nothing was unpacked", **result)
+        module.fail_json(msg=f"sha256 {params['sha256'][:200]!r} is not a sha256 hex digest; nothing was unpacked",
+                         **result)
     params["sha256"] = sha256
+    for option in ("name", "version"):
+        if not one_line(params[option]):
+            module.fail_json(msg=f"{option} {params[option][:200]!r} is not one line of printable text of at most "
+                                 f"{MAX_LABEL} characters; nothing was unpacked", **result)
+    key_id = params["signature_key_id"]
+    if key_id is not None and not KEY_ID.fullmatch(key_id):
+        module.fail_json(msg=f"signature_key_id {key_id[:200]!r} is not a minisign key id (up to 16 hex digits); "
+                             "nothing was unpacked", **result)
 
     if os.path.lexists(dest):
         try:
@@ -216,6 +263,12 @@ def main() -> None:
 
     staging = os.path.join(os.path.dirname(dest), f".incoming-{os.path.basename(dest)}")
     try:
+        # The install record vouches for this sha256: the archive unpacked must be that artifact.
+        if not module.check_mode or os.path.exists(params["src"]):
+            found = file_sha256(params["src"])
+            if found != sha256:
+                module.fail_json(msg=f"src {params['src']} has sha256 {found}, not the verified sha256 {sha256}; "
+                                     "nothing was unpacked", **result)
         if module.check_mode:
             if os.path.exists(params["src"]):
                 with tarfile.open(params["src"], "r:*") as archive:

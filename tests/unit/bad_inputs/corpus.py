@@ -4,16 +4,20 @@ A case file holds a module's ``base`` arguments (valid ones, pointing at a local
 starts from (``setup``) and the ``cases``: each overrides or removes arguments, may add files, and names the text
 the failure message must hold (``expect``: the option). Strings may use ``@TMP@`` (the case's directory), ``@PORT@``
 (a TCP listener that records connections), ``@SOCK@`` (a unix socket listener, inside the directory) and ``@HUGE@``
-(a value of a million characters).
+(a value of a million characters), ``@USER@`` and ``@GROUP@`` (the user and group the tests run as). Every file a case
+builds adds ``@SHA256:<its path>@`` (its sha256) to the markers of the arguments.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import grp
+import hashlib
 import io
 import json
 import os
+import pwd
 import socket
 import tarfile
 import threading
@@ -78,7 +82,8 @@ def load_cases() -> list[Case]:
 
 def substitute(value: t.Any, where: dict[str, str]) -> t.Any:
     if isinstance(value, str):
-        for marker, text in {**where, "@HUGE@": HUGE}.items():
+        for marker, text in {**where, "@HUGE@": HUGE, "@USER@": pwd.getpwuid(os.geteuid()).pw_name,
+                             "@GROUP@": grp.getgrgid(os.getegid()).gr_name}.items():
             value = value.replace(marker, text)
         return value
     if isinstance(value, list):
@@ -88,9 +93,34 @@ def substitute(value: t.Any, where: dict[str, str]) -> t.Any:
     return value
 
 
+TAR_TYPES = {"dir": tarfile.DIRTYPE, "fifo": tarfile.FIFOTYPE, "chr": tarfile.CHRTYPE, "blk": tarfile.BLKTYPE}
+
+
+def add_member(archive: tarfile.TarFile, member: dict[str, t.Any]) -> None:
+    """One tar member: a file (``text``, ``mode``), a ``symlink`` or ``hardlink`` (its target), or a ``type``."""
+    info = tarfile.TarInfo(member["name"])
+    info.mode = member.get("mode", 0o644)
+    if "symlink" in member:
+        info.type, info.linkname = tarfile.SYMTYPE, member["symlink"]
+    elif "hardlink" in member:
+        info.type, info.linkname = tarfile.LNKTYPE, member["hardlink"]
+    elif "type" in member:
+        info.type = TAR_TYPES[member["type"]]
+    else:
+        data = member.get("text", "").encode()
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+        return
+    archive.addfile(info)
+
+
 def build(root: Path, entries: list[dict[str, t.Any]], where: dict[str, str]) -> None:
-    """Create the files of a case: text, JSON, directories, symlinks and tar archives; ``remove`` deletes one."""
-    for entry in substitute(entries, where):
+    """Create the files of a case: text, JSON, directories, symlinks and tar archives; ``remove`` deletes one.
+
+    ``where`` gains the ``@SHA256:<path>@`` marker of every file built, for the arguments substituted next.
+    """
+    for raw in entries:
+        entry = substitute(raw, where)  # one at a time: an entry may name the sha256 of one built before it
         path = root / entry["path"]
         path.parent.mkdir(parents=True, exist_ok=True)
         if entry.get("remove"):
@@ -104,16 +134,11 @@ def build(root: Path, entries: list[dict[str, t.Any]], where: dict[str, str]) ->
         elif "tar" in entry:
             with tarfile.open(path, "w:gz") as archive:
                 for member in entry["tar"]:
-                    info = tarfile.TarInfo(member["name"])
-                    if "symlink" in member:
-                        info.type, info.linkname = tarfile.SYMTYPE, member["symlink"]
-                        archive.addfile(info)
-                    else:
-                        data = member.get("text", "").encode()
-                        info.size = len(data)
-                        archive.addfile(info, io.BytesIO(data))
+                    add_member(archive, member)
         else:
             path.write_text(entry.get("text", ""), encoding="utf-8", newline="")
+        if path.is_file() and not path.is_symlink():
+            where[f"@SHA256:{entry['path']}@"] = hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def tree(root: Path) -> dict[str, tuple[int, int, int]]:
