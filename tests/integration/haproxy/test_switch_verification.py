@@ -86,8 +86,8 @@ def test_a_host_missed_at_first_is_asked_for_again_until_it_answers(haproxy_lab:
     assert lab.apps[("blue", "app1")].version_hits >= 1
 
 
-def test_a_host_that_never_answers_fails_naming_it_and_haproxys_view(haproxy_lab: HAProxyLab, collections_dir: Path,
-                                                                      tmp_path: Path) -> None:
+def test_a_host_that_never_answers_fails_naming_it_and_haproxys_view(
+        haproxy_lab: HAProxyLab, collections_dir: Path, tmp_path: Path) -> None:
     lab = haproxy_lab
     release(lab, "1.1.0")
     take_app1_out(lab)
@@ -97,8 +97,8 @@ def test_a_host_that_never_answers_fails_naming_it_and_haproxys_view(haproxy_lab
     assert '"app1": "DOWN"' in run.stdout
 
 
-def test_another_release_seen_in_the_extra_requests_fails_at_once(haproxy_lab: HAProxyLab, collections_dir: Path,
-                                                                   tmp_path: Path) -> None:
+def test_another_release_seen_in_the_extra_requests_fails_at_once(
+        haproxy_lab: HAProxyLab, collections_dir: Path, tmp_path: Path) -> None:
     lab = haproxy_lab
     release(lab, "1.1.0")
     lab.apps[("blue", "app1")].version = "1.0.9"  # app1 still on the old release

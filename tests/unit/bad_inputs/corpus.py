@@ -99,7 +99,7 @@ TAR_TYPES = {"dir": tarfile.DIRTYPE, "fifo": tarfile.FIFOTYPE, "chr": tarfile.CH
 def add_member(archive: tarfile.TarFile, member: dict[str, t.Any]) -> None:
     """One tar member: a file (``text``, ``mode``), a ``symlink`` or ``hardlink`` (its target), or a ``type``."""
     info = tarfile.TarInfo(member["name"])
-    info.mode = member.get("mode", 0o644)
+    info.mode = int(str(member.get("mode", "0644")), 8)  # an octal string, as in Ansible
     if "symlink" in member:
         info.type, info.linkname = tarfile.SYMTYPE, member["symlink"]
     elif "hardlink" in member:
@@ -164,7 +164,7 @@ class Listener:
     def _serve(self) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, dummy = self.sock.accept()
             except OSError:
                 return
             self.connections += 1
