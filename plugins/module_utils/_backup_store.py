@@ -25,6 +25,7 @@ import traceback
 import typing as t
 
 from ansible.module_utils.basic import env_fallback
+from ansible_collections.payments.deploy.plugins.module_utils._files import fsync_dir
 
 try:
     import boto3
@@ -247,7 +248,7 @@ class LocalUpload(Upload):
             os.fsync(self._file.fileno())
             self._file.close()
             os.rename(self.temp, self.final)
-            _fsync_dir(os.path.dirname(self.final))
+            fsync_dir(os.path.dirname(self.final))
         except OSError as exc:
             self.abort()
             raise StoreError(f"storing {self.final} failed: {exc}") from None
@@ -266,14 +267,6 @@ class LocalUpload(Upload):
             os.unlink(self.temp)
         except FileNotFoundError:
             pass
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalStore(Store):

@@ -1,6 +1,6 @@
 # Copyright (c) Payments Platform Team
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Atomic file writes shared by the modules (map files, signing secrets)."""
+"""Atomic file writes shared by the modules (map files, signing secrets, backups, releases)."""
 
 from __future__ import annotations
 
@@ -43,3 +43,12 @@ def write_text_atomic(path: str, text: str, default_mode: int = 0o644, mode: int
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def fsync_dir(path: str) -> None:
+    """Make a rename or a new file in directory ``path`` durable (the directory entry itself is fsynced)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -21,7 +21,7 @@ import secrets
 import time
 import typing as t
 
-from ansible_collections.payments.deploy.plugins.module_utils._files import write_text_atomic
+from ansible_collections.payments.deploy.plugins.module_utils._files import fsync_dir, write_text_atomic
 
 LOCK_FORMAT = 1
 LOCK_MODE = 0o640
@@ -195,14 +195,6 @@ def read_lock(path: str) -> Lock | None:
     return lock
 
 
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_lock(path: str, lock: Lock) -> None:
     try:
         write_text_atomic(path, json.dumps(lock, indent=2, sort_keys=True) + "\n", mode=LOCK_MODE)
@@ -213,7 +205,7 @@ def write_lock(path: str, lock: Lock) -> None:
 def remove_lock(path: str) -> None:
     try:
         os.unlink(path)
-        _fsync_directory(os.path.dirname(os.path.abspath(path)))
+        fsync_dir(os.path.dirname(os.path.abspath(path)))
     except OSError as exc:
         raise LeaseError(f"cannot remove deploy lock file {path}: {exc.strerror or exc}") from exc
 

@@ -26,6 +26,8 @@ import stat
 import tarfile
 import typing as t
 
+from ansible_collections.payments.deploy.plugins.module_utils._files import fsync_dir
+
 RECORD = ".release-record.json"
 RECORD_FORMAT = 1
 DIR_MODE, FILE_MODE, EXEC_MODE = 0o755, 0o644, 0o755
@@ -106,14 +108,6 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def extract(archive_path: str, staging: str, uid: int, gid: int) -> int:
     """Unpack into the new directory ``staging`` with our owners and modes; the number of entries written."""
     with tarfile.open(archive_path, "r:*") as archive:
@@ -192,7 +186,7 @@ def write_record(directory: str, artifact_sha256: str, key_id: str | None, uid: 
         os.fchmod(handle.fileno(), FILE_MODE)
         os.fchown(handle.fileno(), uid, gid)
         os.fsync(handle.fileno())
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return record
 
 
