@@ -58,6 +58,7 @@ class Handler(BaseHTTPRequestHandler):
     """One HTTP request to the emulator."""
 
     protocol_version = "HTTP/1.1"
+    _entry: tuple[dict[str, Any], float] | None = None  # this request's log entry and start, until it is logged
     # Headers and body go out in two writes on a kept-alive connection: without this, Nagle's algorithm
     # and the client's delayed ACK add about 40 ms to every answer.
     disable_nagle_algorithm = True
@@ -96,6 +97,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
         data = json.dumps(body, indent=2).encode()
+        self._log_entry()  # before the answer: a client that has it finds its request in the log
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -128,12 +130,12 @@ class Handler(BaseHTTPRequestHandler):
     # the request -----------------------------------------------------------------------------------------------
     def _handle(self) -> None:
         started = time.monotonic()
-        emulator = self.emulator
         request_id = f"req_{random_token(14)}"
         split = urlsplit(self.path)
         path = split.path
         entry: dict[str, Any] = {"request_id": request_id, "method": self.command, "path": path, "status": 0, "at": time.time(),
                                  "idempotency_key": self.headers.get("Idempotency-Key"), "replayed": False, "fault": None, "ms": 0}
+        self._entry = None if path.startswith("/_emulator") else (entry, started)
         try:
             if path.startswith("/_emulator/") or path == "/_emulator":
                 status, body = self._admin(path, split.query)
@@ -141,9 +143,15 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self._api(request_id, path, split.query, entry)
         finally:
+            self._log_entry()  # a request answered by no response (a dropped connection) is logged here
+
+    def _log_entry(self) -> None:
+        """Log this request once, with its status and duration so far."""
+        if self._entry is not None:
+            entry, started = self._entry
+            self._entry = None
             entry["ms"] = round((time.monotonic() - started) * 1000)
-            if not path.startswith("/_emulator"):
-                emulator.log_request(entry)
+            self.emulator.log_request(entry)
 
     def _api(self, request_id: str, path: str, query: str, entry: dict[str, Any]) -> int:
         emulator = self.emulator
