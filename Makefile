@@ -94,7 +94,7 @@ e2e: lab-up
 e2e-bake: lab-up
 	$(PY) -m pytest tests/e2e/test_bake.py -q
 
-# The fault suite alone (12 faults in the phases of a deploy, under customer traffic; about 13 minutes): `make e2e`
+# The fault suite alone (16 faults in the phases of a deploy, under customer traffic; about 16 minutes): `make e2e`
 # runs it last, because each fault starts from the state the one before left.
 e2e-faults: lab-up
 	PAYMENTS_E2E_FAULTS=1 $(PY) -m pytest tests/e2e/test_faults.py -q

@@ -21,7 +21,7 @@ from faults import (ColourDies, Fault, HiddenAdminSocket, KilledRun, Outage, ass
                     unlock, wait_for_a_payment, wait_for_phase)
 from helpers import map_colour, versions_or_nothing
 
-# About 13 minutes on an idle 2-core machine: `make e2e` runs it in a pytest run of its own, after the rest of the
+# About 16 minutes on an idle 2-core machine: `make e2e` runs it in a pytest run of its own, after the rest of the
 # end-to-end suite (PAYMENTS_E2E_FAULTS=1), and a plain `pytest tests/e2e` leaves it out.
 pytestmark = [pytest.mark.timeout(600),
               pytest.mark.skipif(os.environ.get("PAYMENTS_E2E_FAULTS") != "1",
@@ -32,6 +32,8 @@ DEPLOY = ("deploy.yml", "-e", f"release_version={TO}")
 TABLE = REPO / "tests" / "output" / "fault-table.md"
 
 FAULTS: list[Fault] = [
+    KilledRun("kill-9-preflight", "preflight", "killed while it plans: the lock names the dead run, nothing else "
+              "changed", delay=1.0),
     Outage("stripe-down-preflight", "preflight", "the Stripe key check fails: nothing is touched", program="stripe"),
     HiddenAdminSocket("admin-socket-gone-preflight", "preflight", "the live colour cannot be read: nothing is touched"),
     KilledRun("kill-9-webhooks", "Stripe webhooks", "a dead controller holds the lock until unlock.yml", delay=1.0),
@@ -40,11 +42,17 @@ FAULTS: list[Fault] = [
     KilledRun("kill-9-install", "install", "half-downloaded artifacts are redone by the next run", delay=2.0),
     Outage("s3-down-backup", "backup", "no backup, no migration: the deploy stops before the schema changes",
            program="s3"),
+    KilledRun("kill-9-backup", "backup", "a backup cut off is never counted (its manifest is written last); the "
+              "next run takes a new one", delay=1.5),
     Outage("postgres-down-migrate", "migrate", "no migration; customers get 503s, none is lost", program="postgres"),
     KilledRun("kill-9-migrate", "migrate", "a migration cut off rolls back with its session; the next run applies it",
               delay=2.0),
+    KilledRun("kill-9-release", "release", "killed while the idle colour restarts on the new release: customers "
+              "stay on the live colour; the next run restarts the idle one", delay=2.0),
     Outage("redis-down-smoke", "smoke test of the idle colour", "the idle colour's smoke test fails before traffic",
            program="redis"),
+    KilledRun("kill-9-smoke", "smoke test of the idle colour", "killed in the idle colour's smoke test: it never "
+              "had traffic", delay=1.0),
     HiddenAdminSocket("admin-socket-gone-switch", "switch", "the flip cannot be made: the intent is settled, "
                       "traffic stays"),
     KilledRun("kill-9-after-intent", "intent", "killed between the journalled intent and the flip: the next "
