@@ -21,9 +21,10 @@ def on_1_1_0(lab, playbook):
 
 
 def test_failed_verification_flips_traffic_back(lab, playbook, on_1_1_0):
-    # One request through the frontend after the switch cannot show both app hosts answering: the verification
-    # after the switch fails (the smoke test of the idle colour before it passes).
-    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "traffic_switch_verify_requests=1")
+    # One request through the frontend after the switch, and none more for a host it missed, cannot show both app
+    # hosts answering: the verification after the switch fails (the smoke test of the idle colour before it passes).
+    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "traffic_switch_verify_requests=1",
+                   "-e", "traffic_switch_verify_extra_requests=0")
     assert run.rc != 0
     assert "Verification after the switch failed" in run.text
     assert f"Traffic was flipped back to {on_1_1_0} (1.1.0)" in run.text
