@@ -85,17 +85,18 @@ integration: venv collection system-packages
 	  echo "== $$suite"; $(PY) -m pytest $$suite -q || failed="$$failed $$suite"; \
 	done; [ -z "$$failed" ] || { echo "failed suites:$$failed"; exit 1; }
 
+# --durations: the slowest tests of each run, to keep the suite inside its time budget.
 e2e: lab-up
-	$(PY) -m pytest tests/e2e -q
+	$(PY) -m pytest tests/e2e -q --durations=15
 	$(PY) -m pytest $(LAB_SUITES) -q
-	PAYMENTS_E2E_FAULTS=1 $(PY) -m pytest tests/e2e/test_faults.py -q
+	PAYMENTS_E2E_FAULTS=1 $(PY) -m pytest tests/e2e/test_faults.py -q --durations=10
 
 # The bake under customer traffic alone (also part of `make e2e`).
 e2e-bake: lab-up
 	$(PY) -m pytest tests/e2e/test_bake.py -q
 
-# The fault suite alone (16 faults in the phases of a deploy, under customer traffic; about 16 minutes): `make e2e`
-# runs it last, because each fault starts from the state the one before left.
+# The fault suite alone (26 faults in the phases of a deploy and of a rollback, under customer traffic; about 20
+# minutes): `make e2e` runs it last, because each fault starts from the state the one before left.
 e2e-faults: lab-up
 	PAYMENTS_E2E_FAULTS=1 $(PY) -m pytest tests/e2e/test_faults.py -q
 

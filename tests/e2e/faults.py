@@ -18,19 +18,22 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from conftest import run_playbook
+from conftest import PlaybookRun, run_playbook
 from customer_traffic import CustomerTraffic
 from helpers import history, journal_dir, lab_program, lock_file, map_colour, query, stripe_intents
 
 REPO = Path(__file__).resolve().parents[2]
-# The phases deploy.yml records in its lock, in order (docs/deploy-lock.md); then, within "switch", "intent" (the
-# journal's switch-intent.json written) and "flip" (the map file changed).
+# The phases deploy.yml records in its lock, in order (docs/deploy-lock.md); within "switch", "intent" (the journal's
+# switch-intent.json written) and "flip" (the map file changed) come before the lock records "bake". Then the phases
+# rollback.yml records in its lock.
 PHASES = ("preflight", "Stripe webhooks", "install", "backup", "migrate", "release", "smoke test of the idle colour",
-          "switch", "intent", "flip")
+          "switch", "intent", "flip", "bake")
+ROLLBACK_PHASES = ("switch back", "revert migrations", "mirror the deploy")
+WITHIN_SWITCH = ("intent", "flip")  # marked by the journal and the map file, not by the lock
 
 
 def phase_rank(phase: str) -> int:
-    return PHASES.index(phase)
+    return (PHASES + ROLLBACK_PHASES).index(phase)
 
 
 def lock(lab: dict) -> dict | None:
@@ -120,13 +123,26 @@ class Fault:
     what: str  # what the fault shows, for the table and docs/fault-suite.md
     delay: float = 0.0  # seconds after the trigger: into the phase rather than at its first task
     kills_run: bool = False
+    extra_args: tuple[str, ...] = ()  # for the faulted run's ansible-playbook (e.g. the bake turned on)
+    # Struck when the journal's last switch becomes a rollback (rollback.yml journals its flip back, then the lock
+    # records "revert migrations" a second or so before the revert connects): for an outage that must be in place
+    # before the phase's first connection.
+    at_rollback_record: bool = False
 
     @property
     def lock_phase(self) -> str:
         """The last phase the lock records before the fault strikes."""
-        return self.phase if phase_rank(self.phase) <= phase_rank("switch") else "switch"
+        return "switch" if self.phase in WITHIN_SWITCH else self.phase
+
+    @property
+    def after_flip(self) -> bool:
+        """Struck once the deploy's traffic is on the new release (not verified, or not yet judged)."""
+        return self.phase in ("flip", "bake")
 
     def trigger(self, lab: dict, run: subprocess.Popen, live_colour: str) -> None:
+        if self.at_rollback_record:
+            wait_until(lambda: journal_live(lab)["kind"] == "rollback", run, "its rollback record")
+            return
         wait_for_phase(lab, run, self.lock_phase)
         if self.phase == "flip":
             wait_until(lambda: map_colour(lab["haproxy_map_file"]) != live_colour, run, "its flip")
@@ -184,6 +200,12 @@ class KilledRun(Fault):
 
     def heal(self, lab: dict) -> None:
         unlock()
+        if self.after_flip:
+            # Traffic is on a release nobody verified or judged, and the intent of the switch is on record: the
+            # runbook's next step is rollback.yml, which resolves it (docs/rollback.md).
+            self.rollback = run_playbook("rollback.yml")
+
+    rollback: PlaybookRun | None = None  # the rollback that healed a kill after the flip
 
 
 @dataclass
@@ -330,4 +352,10 @@ def stripe_status(lab: dict, intent_id: str) -> str:
 def failed_phase(output: str) -> str:
     """The phase deploy.yml's abort names ("Failed during PHASE: ..."), else ''."""
     found = re.findall(r"Failed during (.+?):", " ".join(output.split()))
+    return found[-1] if found else ""
+
+
+def failed_play(output: str) -> str:
+    """The play the PHASE TIMINGS summary marks FAILED, else ''."""
+    found = re.findall(r"^(\S.*?)\s+[\d.]+ s\s+FAILED$", output, re.M)
     return found[-1] if found else ""
