@@ -210,8 +210,8 @@ def test_fault_leaves_one_journalled_release_and_loses_no_payment(fault: Fault, 
         assert pending and (pending["release_to"], pending["state"]) == (TO, "switching"), pending
         assert fault.rollback and fault.rollback.rc == 0 and "unfinished" in fault.rollback.text
         last = journal_live(lab)
-        assert (last["kind"], last["state"], last["run_id"]) == ("rollback", "resolved-unfinished-switch",
-                                                                pending["run_id"])
+        expected = ("rollback", "resolved-unfinished-switch", pending["run_id"])
+        assert (last["kind"], last["state"], last["run_id"]) == expected, last
         assert intent(lab) is None, "rollback.yml left the intent it resolved"
         row["journal"] += "; rollback.yml resolved it"
     if fault.phase == "flip" and not fault.kills_run:  # the deploy's own rescue flipped back

@@ -1,4 +1,5 @@
-"""Helpers of the backup tests: a payments-like database, the ``ansible`` CLI runner, the backup file format."""
+"""Helpers of the backup tests: payments-like databases, the module runners (``ansible`` CLI and direct), the backup
+file format."""
 
 from __future__ import annotations
 
@@ -49,6 +50,23 @@ def create_payments_db(cluster: PostgresCluster, name: str) -> None:
     cluster.execute(SCHEMA, dbname=name)
 
 
+def create_small_db(cluster: PostgresCluster, name: str) -> None:
+    """For tests that need a real backup, not a big one."""
+    cluster.execute(f'CREATE DATABASE "{name}"')
+    cluster.execute("CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL);"
+                    "INSERT INTO customers SELECT g, 'user' || g || '@example.com' FROM generate_series(1, 2000) g", dbname=name)
+
+
+PAYMENTS_TEMPLATE = "payments_template"
+
+
+def create_payments_template(cluster: PostgresCluster) -> None:
+    """The payments database every test copies (``CREATE DATABASE ... TEMPLATE``); a template database, so it is not
+    among ``cluster.databases()``."""
+    create_payments_db(cluster, PAYMENTS_TEMPLATE)
+    cluster.execute(f'ALTER DATABASE "{PAYMENTS_TEMPLATE}" IS_TEMPLATE true')
+
+
 def table_contents(cluster: PostgresCluster, dbname: str) -> dict[str, t.Any]:
     """Every row of every user table (md5 of its ordered COPY text; whole rows for customers) and sequence values."""
     contents: dict[str, t.Any] = {}
@@ -89,6 +107,31 @@ def ansible(collections_dir: Path, module: str, args: dict[str, t.Any], *flags: 
         return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
     except (ValueError, KeyError, IndexError) as exc:
         raise AssertionError(f"ansible failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from exc
+
+
+MODULE_FLAGS = {"--check": "_ansible_check_mode", "--diff": "_ansible_diff"}
+
+
+def run_module(collections_dir: Path, module: str, args: dict[str, t.Any], *flags: str,
+               env: dict[str, str] | None = None, preexec_fn: t.Callable[[], None] | None = None) -> dict[str, t.Any]:
+    """Run one module as its own process without the ``ansible`` CLI (whose start-up costs seconds per call): the module
+    file itself with its arguments on stdin, as AnsiballZ hands them over; ``--check``/``--diff`` become the internal
+    arguments the CLI would set. The same module code, environment and exit status; most tests use this, a few keep
+    the CLI (round trip, check mode, secrets at -vvvv) so that the whole Ansible path stays covered."""
+    payload = {**args, **{MODULE_FLAGS[flag]: True for flag in flags}}
+    environ = {**ansible_env(collections_dir, extra=env), "PYTHONPATH": str(collections_dir)}
+    proc = subprocess.run([sys.executable, "-m", f"ansible_collections.payments.deploy.plugins.modules.{module}"],
+                          input=json.dumps({"ANSIBLE_MODULE_ARGS": payload}), capture_output=True, text=True,
+                          check=False, timeout=600, env=environ, cwd=collections_dir,
+                          preexec_fn=preexec_fn)  # pylint: disable=subprocess-popen-preexec-fn
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError as exc:
+        raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from exc
+    assert (proc.returncode != 0) == (result.get("failed") is True), f"exit status {proc.returncode} for {result}"
+    # as the CLI reports them: warnings as their messages
+    result["warnings"] = [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+    return result
 
 
 def sign_manifest(manifest: dict[str, t.Any], key_hex: str) -> dict[str, t.Any]:

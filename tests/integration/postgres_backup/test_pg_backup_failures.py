@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import resource
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pg_backup_helpers import ansible, ansible_command, ansible_env, files_in
+from pg_backup_helpers import files_in, run_module
 from pg_backup_servers import PG_BIN, MotoS3, PostgresCluster, free_port
 
 KILL_AFTER = 16 * 1024 * 1024  # dump bytes: several 1 MiB chunks were written when pg_dump dies
@@ -59,8 +57,8 @@ def test_pg_dump_dying_midway_leaves_no_local_file(cluster: PostgresCluster, dat
                                                    collections_dir: Path) -> None:
     bin_dir = fake_bin_dir(workdir, dies_after(KILL_AFTER))
     dest = workdir / "dest"
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key,
-                                                    "dest_dir": str(dest), "pg_bin_dir": str(bin_dir)})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key,
+                                                       "dest_dir": str(dest), "pg_bin_dir": str(bin_dir)})
     assert result.get("failed") is True
     assert result["msg"] == "the backup failed, no backup was kept: pg_dump was killed by signal 9 without a message"
     assert int((bin_dir / "sent").read_text()) == KILL_AFTER, "the dump was streaming when it died"
@@ -74,10 +72,10 @@ def test_pg_dump_dying_midway_aborts_the_s3_upload(cluster: PostgresCluster, dat
     cluster.execute("INSERT INTO receipts SELECT r, (SELECT decode(string_agg(md5(random()::text || r || i), ''), 'hex') "
                     "FROM generate_series(1, 1024) i) FROM generate_series(1001, 3000) r", dbname=database)
     bin_dir = fake_bin_dir(workdir, dies_after(3 * KILL_AFTER))
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "s3_bucket": bucket,
-                                                    "s3_endpoint_url": s3_server.endpoint, "s3_region": "us-east-1",
-                                                    "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-                                                    "s3_part_size_mb": 5, "pg_bin_dir": str(bin_dir)})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "s3_bucket": bucket,
+                                                       "s3_endpoint_url": s3_server.endpoint, "s3_region": "us-east-1",
+                                                       "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                                                       "s3_part_size_mb": 5, "pg_bin_dir": str(bin_dir)})
     assert result.get("failed") is True
     assert "pg_dump was killed by signal 9" in result["msg"]
     assert int((bin_dir / "sent").read_text()) == 3 * KILL_AFTER
@@ -93,10 +91,10 @@ def test_unreachable_s3_fails_before_anything_runs(cluster: PostgresCluster, dat
     bin_dir = fake_bin_dir(workdir, "os.execv(REAL, [REAL] + sys.argv[1:])")
     endpoint = f"http://127.0.0.1:{free_port()}"
     dest = workdir / "dest"
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest),
-                                                    "s3_bucket": "backups", "s3_endpoint_url": endpoint, "s3_region": "us-east-1",
-                                                    "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-                                                    "pg_bin_dir": str(bin_dir)})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest),
+                                                       "s3_bucket": "backups", "s3_endpoint_url": endpoint, "s3_region": "us-east-1",
+                                                       "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                                                       "pg_bin_dir": str(bin_dir)})
     assert result.get("failed") is True
     assert result["msg"].startswith(f"S3 endpoint {endpoint} unreachable: "), result["msg"]
     assert result["commands"] == []
@@ -105,9 +103,9 @@ def test_unreachable_s3_fails_before_anything_runs(cluster: PostgresCluster, dat
 
 
 def test_missing_bucket_is_named(cluster: PostgresCluster, database: str, key: str, s3_server: MotoS3, collections_dir: Path) -> None:
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "s3_bucket": "no-such-bucket",
-                                                    "s3_endpoint_url": s3_server.endpoint, "s3_region": "us-east-1",
-                                                    "aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "s3_bucket": "no-such-bucket",
+                                                       "s3_endpoint_url": s3_server.endpoint, "s3_region": "us-east-1",
+                                                       "aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
     assert result.get("failed") is True
     assert result["msg"] == f"S3 bucket no-such-bucket does not exist at {s3_server.endpoint}"
     assert result["commands"] == []
@@ -127,7 +125,7 @@ def test_missing_or_malformed_key_fails_before_anything_runs(
     env = {}
     if key_value is not None:
         env["ENCRYPTION_KEY"] = key_value  # the environment fallback
-    result = ansible(collections_dir, "pg_backup", args, env=env)
+    result = run_module(collections_dir, "pg_backup", args, env=env)
     assert result.get("failed") is True
     assert result["msg"].startswith(message), result["msg"]
     if key_value:
@@ -138,8 +136,8 @@ def test_missing_or_malformed_key_fails_before_anything_runs(
 
 
 def test_key_from_the_environment_works(cluster: PostgresCluster, database: str, workdir: Path, key: str, collections_dir: Path) -> None:
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "dest_dir": str(workdir)},
-                     env={"ENCRYPTION_KEY": key})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "dest_dir": str(workdir)},
+                        env={"ENCRYPTION_KEY": key})
     assert result.get("failed") is not True, result.get("msg")
     assert result["manifest"]["encryption"]["key_id"] and key not in str(result)
 
@@ -152,8 +150,8 @@ if sys.argv[1:] == ["--version"]:
     sys.exit(0)
 os.execv(REAL, [REAL] + sys.argv[1:])
 """)
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key,
-                                                    "dest_dir": str(workdir / "dest"), "pg_bin_dir": str(bin_dir)})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key,
+                                                       "dest_dir": str(workdir / "dest"), "pg_bin_dir": str(bin_dir)})
     assert result.get("failed") is True
     assert f"{bin_dir}/pg_dump is version 14.9, older than the server (15." in result["msg"]
     assert "install the PostgreSQL 15 client programs or set pg_bin_dir" in result["msg"]
@@ -172,8 +170,8 @@ sys.stderr.write("pg_dump: error: connection failed for password " + open(os.env
 sys.exit(1)
 """)
     dest = workdir / "dest"
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest),
-                                                    "pg_bin_dir": str(bin_dir)})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest),
+                                                       "pg_bin_dir": str(bin_dir)})
     assert result.get("failed") is True
     assert "pg_dump exited with status 1: pg_dump: error: connection failed for password ********" in result["msg"]
     assert cluster.password not in str(result)
@@ -182,8 +180,8 @@ sys.exit(1)
 
 
 def test_wrong_password_fails_clearly(cluster: PostgresCluster, database: str, workdir: Path, key: str, collections_dir: Path) -> None:
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "login_password": "not-the-password", "db": database,
-                                                    "encryption_key": key, "dest_dir": str(workdir / "dest")})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "login_password": "not-the-password", "db": database,
+                                                       "encryption_key": key, "dest_dir": str(workdir / "dest")})
     assert result.get("failed") is True
     assert f"cannot connect to database {database!r} on 127.0.0.1:{cluster.port} as postgres" in result["msg"]
     assert "password authentication failed" in result["msg"]
@@ -202,9 +200,7 @@ def test_disk_error_midway_removes_the_file_and_aborts_the_s3_upload(
     args = {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest), "s3_bucket": bucket,
             "s3_endpoint_url": s3_server.endpoint, "s3_region": "us-east-1", "aws_access_key_id": "testing",
             "aws_secret_access_key": "testing", "s3_part_size_mb": 5}
-    proc = subprocess.run(ansible_command("pg_backup", args), capture_output=True, text=True, check=False, timeout=600,
-                          env=ansible_env(collections_dir), cwd=collections_dir, preexec_fn=limit_file_size)  # pylint: disable=subprocess-popen-preexec-fn
-    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    result = run_module(collections_dir, "pg_backup", args, preexec_fn=limit_file_size)
     assert result.get("failed") is True
     assert "the backup failed, no backup was kept: writing " in result["msg"] and "File too large" in result["msg"]
     assert files_in(dest) == []
@@ -236,10 +232,10 @@ while block := child.stdout.read(65536):
 sys.exit(child.wait())
 """)
         dest = workdir / "dest"
-        result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest),
-                                                        "s3_bucket": "doomed", "s3_endpoint_url": doomed.endpoint, "s3_region": "us-east-1",
-                                                        "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-                                                        "s3_part_size_mb": 5, "pg_bin_dir": str(bin_dir)})
+        result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest),
+                                                           "s3_bucket": "doomed", "s3_endpoint_url": doomed.endpoint, "s3_region": "us-east-1",
+                                                           "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                                                           "s3_part_size_mb": 5, "pg_bin_dir": str(bin_dir)})
     finally:
         doomed.stop()
     assert result.get("failed") is True

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import stat
 import sys
@@ -14,27 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from pg_backup_helpers import ansible, files_in, table_contents
+from pg_backup_helpers import create_small_db, files_in, run_module, table_contents
 from pg_backup_listener import PasswordCatcher
 from pg_backup_s3_faults import ManifestRefusingProxy
 from pg_backup_servers import PG_BIN, MotoS3, PostgresCluster
-
-
-def create_small_db(cluster: PostgresCluster, name: str) -> None:
-    """What these tests need is a real backup, not a big one."""
-    cluster.execute(f'CREATE DATABASE "{name}"')
-    cluster.execute("CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL);"
-                    "INSERT INTO customers SELECT g, 'user' || g || '@example.com' FROM generate_series(1, 2000) g", dbname=name)
-
-
-@pytest.fixture
-def small_db(cluster: PostgresCluster) -> t.Iterator[str]:
-    name = "hard_" + secrets.token_hex(4)
-    create_small_db(cluster, name)
-    yield name
-    for dbname in cluster.databases():
-        if dbname == name or dbname.startswith(name + "_"):
-            cluster.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +25,8 @@ def made(cluster: PostgresCluster, collections_dir: Path, tmp_path_factory: pyte
     create_small_db(cluster, name)
     directory = tmp_path_factory.mktemp("backup")
     key = os.urandom(32).hex()
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": name, "encryption_key": key, "dest_dir": str(directory),
-                                                    "verify": False})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": name, "encryption_key": key, "dest_dir": str(directory),
+                                                       "verify": False})
     assert result.get("failed") is not True, result.get("msg")
     yield {"db": name, "dir": directory, "key": key, "id": result["backup_id"], "contents": table_contents(cluster, name)}
     cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -75,7 +57,7 @@ def test_restore_never_sends_the_password_to_a_host_named_in_a_database_name(
             args.update(src_dir=str(made["dir"]), target_db=hostile)
         else:
             args["src_dir"] = str(copy_backup(made, workdir, lambda m: m.update(database=hostile)))
-        result = ansible(collections_dir, "pg_restore_backup", args)
+        result = run_module(collections_dir, "pg_restore_backup", args)
     assert catcher.passwords == [], "the password was handed to another server"
     assert catcher.connections == []
     assert result.get("failed") is True
@@ -89,9 +71,9 @@ def test_restore_into_a_path_like_name_is_refused(cluster: PostgresCluster, coll
     temp = workdir / "a" / "b" / "tmp"
     temp.mkdir(parents=True)
     databases = cluster.databases()
-    result = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made["id"], "src_dir": str(made["dir"]),
-                                                            "encryption_key": made["key"], "target_db": "../../escaped",
-                                                            "temp_dir": str(temp)})
+    result = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made["id"], "src_dir": str(made["dir"]),
+                                                               "encryption_key": made["key"], "target_db": "../../escaped",
+                                                               "temp_dir": str(temp)})
     assert result.get("failed") is True and "target_db '../../escaped' is not a plain database name" in result["msg"]
     assert cluster.databases() == databases
 
@@ -103,8 +85,8 @@ def test_manifest_with_a_null_row_count_is_refused_and_leaves_no_database(
         cluster: PostgresCluster, collections_dir: Path, made: dict[str, t.Any], workdir: Path) -> None:
     source = copy_backup(made, workdir, lambda m: m["row_counts"].update({"public.customers": None}))
     databases = cluster.databases()
-    result = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made["id"], "src_dir": str(source),
-                                                            "encryption_key": made["key"]})
+    result = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made["id"], "src_dir": str(source),
+                                                               "encryption_key": made["key"]})
     assert result.get("failed") is True, result
     assert result["msg"].startswith(f"manifest {source / made['id']}.manifest.json refused: "), result["msg"]
     assert "row_counts is not an object of table names and non-negative integers" in result["msg"], result["msg"]
@@ -128,8 +110,8 @@ def test_retention_never_deletes_a_path_a_manifest_names(cluster: PostgresCluste
         manifest = {"backup_id": backup_id, "database": small_db, "created_at": "2020-01-01T00:00:00.000000Z", "sha256": "0" * 64,
                     "encryption": {}, **fields}
         (dest / f"{backup_id}.manifest.json").write_text(json.dumps(manifest))
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "encryption_key": key, "dest_dir": str(dest),
-                                                    "verify": False, "keep": 1})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "encryption_key": key, "dest_dir": str(dest),
+                                                       "verify": False, "keep": 1})
     assert result.get("failed") is not True, result.get("msg")
     for victim in victims:
         assert victim.read_text() == "precious", f"{victim} was deleted"
@@ -173,11 +155,11 @@ def test_client_programs_get_a_minimal_environment_and_a_private_passfile(
     secrets_in_env = {"ENCRYPTION_KEY": key, "AWS_ACCESS_KEY_ID": "AKIAHARDENINGTEST", "AWS_SECRET_ACCESS_KEY": "aws-secret-hardening",
                       "PGPASSWORD": cluster.password}
     dest = workdir / "dest"
-    backup = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "dest_dir": str(dest), "pg_bin_dir": str(bin_dir)},
-                     env=secrets_in_env)
+    backup = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "dest_dir": str(dest), "pg_bin_dir": str(bin_dir)},
+                        env=secrets_in_env)
     assert backup.get("failed") is not True, backup.get("msg")
-    restore = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": backup["backup_id"], "src_dir": str(dest),
-                                                             "pg_bin_dir": str(bin_dir), "temp_dir": str(temp)}, env=secrets_in_env)
+    restore = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": backup["backup_id"], "src_dir": str(dest),
+                                                                "pg_bin_dir": str(bin_dir), "temp_dir": str(temp)}, env=secrets_in_env)
     assert restore.get("failed") is not True, restore.get("msg")
 
     seen = [json.loads(line) for line in record.read_text().splitlines()]
@@ -208,10 +190,10 @@ def test_manifest_written_to_one_store_is_removed_when_another_fails(
         cluster: PostgresCluster, small_db: str, workdir: Path, key: str, s3_server: MotoS3, bucket: str, collections_dir: Path) -> None:
     dest = workdir / "dest"
     with ManifestRefusingProxy(s3_server.endpoint) as proxy:
-        result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "encryption_key": key, "dest_dir": str(dest),
-                                                        "s3_bucket": bucket, "s3_endpoint_url": proxy.endpoint, "s3_region": "us-east-1",
-                                                        "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-                                                        "verify": False})
+        result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "encryption_key": key, "dest_dir": str(dest),
+                                                           "s3_bucket": bucket, "s3_endpoint_url": proxy.endpoint, "s3_region": "us-east-1",
+                                                           "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
+                                                           "verify": False})
     assert proxy.refused, "the S3 manifest write was refused"
     assert result.get("failed") is True and result["msg"].startswith("writing the manifest failed, no backup was kept"), result["msg"]
     assert files_in(dest) == [], "no manifest is left without its object"
@@ -225,11 +207,11 @@ def test_manifest_written_to_one_store_is_removed_when_another_fails(
 def test_a_backup_cannot_be_passed_off_as_another(cluster: PostgresCluster, small_db: str, workdir: Path, key: str,
                                                   collections_dir: Path) -> None:
     dest = workdir / "dest"
-    older = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "encryption_key": key, "dest_dir": str(dest),
-                                                   "verify": False})
+    older = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "encryption_key": key, "dest_dir": str(dest),
+                                                      "verify": False})
     cluster.execute("DELETE FROM customers WHERE id > 1000", dbname=small_db)
-    newer = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "encryption_key": key, "dest_dir": str(dest),
-                                                   "verify": False})
+    newer = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": small_db, "encryption_key": key, "dest_dir": str(dest),
+                                                      "verify": False})
     a_id, b_id = older["backup_id"], newer["backup_id"]
     restore_args = {**cluster.login(), "src_dir": str(dest), "encryption_key": key, "target_db": small_db}
     b_object, b_path = dest / f"{b_id}.dump.zst.enc", dest / f"{b_id}.manifest.json"
@@ -240,13 +222,13 @@ def test_a_backup_cannot_be_passed_off_as_another(cluster: PostgresCluster, smal
     # A's object copied over B's, and A's sha256, sizes and row counts written into B's manifest
     shutil.copy(dest / f"{a_id}.dump.zst.enc", b_object)
     b_path.write_text(json.dumps({**b_manifest, **{k: a_manifest[k] for k in ("sha256", "sizes", "row_counts")}}))
-    swapped = ansible(collections_dir, "pg_restore_backup", {**restore_args, "backup_id": b_id})
+    swapped = run_module(collections_dir, "pg_restore_backup", {**restore_args, "backup_id": b_id})
     assert swapped.get("failed") is True, "backup A was restored as backup B"
     assert swapped["msg"].startswith(f"backup {b_id} refused: its manifest failed authentication"), swapped["msg"]
 
     # the object alone copied: its header binds it to A
     b_path.write_text(json.dumps(b_manifest))
-    misplaced = ansible(collections_dir, "pg_restore_backup", {**restore_args, "backup_id": b_id})
+    misplaced = run_module(collections_dir, "pg_restore_backup", {**restore_args, "backup_id": b_id})
     assert misplaced.get("failed") is True and misplaced["integrity_failure"] == "misplaced", misplaced["msg"]
     assert "the object was made for another backup" in misplaced["msg"]
     assert cluster.databases() == databases
@@ -256,5 +238,5 @@ def test_a_backup_cannot_be_passed_off_as_another(cluster: PostgresCluster, smal
     planted = {**a_manifest, "backup_id": f"{small_db}-20990101T000000Z-000000", "created_at": "2099-01-01T00:00:00.000000Z"}
     (dest / f"{planted['backup_id']}.manifest.json").write_text(json.dumps(planted))
     shutil.copy(dest / f"{a_id}.dump.zst.enc", dest / f"{planted['backup_id']}.dump.zst.enc")
-    latest = ansible(collections_dir, "pg_restore_backup", {**restore_args, "backup_id": "latest"}, "--check")
+    latest = run_module(collections_dir, "pg_restore_backup", {**restore_args, "backup_id": "latest"}, "--check")
     assert latest.get("failed") is not True and latest["backup_id"] == b_id, latest.get("msg")

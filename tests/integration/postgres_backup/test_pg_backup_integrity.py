@@ -13,20 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from pg_backup_helpers import ansible, files_in, records, sign_manifest, table_contents
+from pg_backup_helpers import files_in, records, run_module, sign_manifest, table_contents
 from pg_backup_servers import PG_BIN, PostgresCluster
 
 
 @pytest.fixture(scope="module")
-def made_backup(cluster: PostgresCluster, collections_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[dict[str, t.Any]]:
+def made_backup(cluster: PostgresCluster, collections_dir: Path, payments_template: str,
+                tmp_path_factory: pytest.TempPathFactory) -> t.Iterator[dict[str, t.Any]]:
     """One backup of a database, shared by the tests below (each damages its own copy)."""
-    from pg_backup_helpers import create_payments_db  # pylint: disable=import-outside-toplevel
-
     name = "integrity_src"
-    create_payments_db(cluster, name)
+    cluster.execute(f'CREATE DATABASE "{name}" TEMPLATE "{payments_template}"')
     directory = tmp_path_factory.mktemp("backup")
     key = os.urandom(32).hex()
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": name, "encryption_key": key, "dest_dir": str(directory)})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": name, "encryption_key": key, "dest_dir": str(directory)})
     assert result.get("failed") is not True, result.get("msg")
     yield {"db": name, "dir": directory, "key": key, "id": result["backup_id"], "contents": table_contents(cluster, name)}
     cluster.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -47,9 +46,9 @@ def restore(cluster: PostgresCluster, collections_dir: Path, made: dict[str, t.A
     """Restore with the decrypted temporary file in ``<source>/tmp``, which must be empty again afterwards."""
     temp = source / "tmp"
     temp.mkdir(exist_ok=True)
-    result = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made["id"], "src_dir": str(source),
-                                                            "target_db": made["db"], "encryption_key": key or made["key"],
-                                                            "temp_dir": str(temp)}, *flags)
+    result = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made["id"], "src_dir": str(source),
+                                                               "target_db": made["db"], "encryption_key": key or made["key"],
+                                                               "temp_dir": str(temp)}, *flags)
     assert files_in(temp) == [], "the decrypted temporary file is removed"
     temp.rmdir()
     return result
@@ -141,19 +140,13 @@ def test_manifest_that_does_not_match_the_object_is_refused(cluster: PostgresClu
 # --- the verification method catches what pg_restore --list does not ---------------------------------------
 
 
-def test_pg_restore_list_passes_a_truncated_archive_but_a_full_parse_fails(cluster: PostgresCluster, workdir: Path) -> None:
+def test_pg_restore_list_passes_a_truncated_archive_but_a_full_parse_fails(cluster: PostgresCluster, database: str,
+                                                                           workdir: Path) -> None:
     """The reason pg_backup verifies with ``pg_restore --file=/dev/null`` reading the archive from a pipe."""
     env = {**os.environ, "PGPASSWORD": cluster.password}
     create = ["-h", "127.0.0.1", "-p", str(cluster.port), "-U", cluster.user]
-    cluster.execute('CREATE DATABASE "truncation_probe"')
-    try:
-        from pg_backup_helpers import SCHEMA  # pylint: disable=import-outside-toplevel
-
-        cluster.execute(SCHEMA, dbname="truncation_probe")
-        archive = subprocess.run([str(PG_BIN / "pg_dump"), *create, "-Fc", "-Z0", "-d", "truncation_probe"], env=env,
-                                 capture_output=True, check=True).stdout
-    finally:
-        cluster.execute('DROP DATABASE "truncation_probe"')
+    archive = subprocess.run([str(PG_BIN / "pg_dump"), *create, "-Fc", "-Z0", "-d", database], env=env,
+                             capture_output=True, check=True).stdout
     truncated = archive[:len(archive) // 2]
     (workdir / "truncated.dump").write_bytes(truncated)
     listing = subprocess.run([str(PG_BIN / "pg_restore"), "--list", str(workdir / "truncated.dump")], capture_output=True, check=False)
@@ -181,8 +174,8 @@ sys.stdout.buffer.write(data[:len(data) // 2])
 """)
     wrapper.chmod(0o755)
     dest = workdir / "dest"
-    result = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest),
-                                                    "pg_bin_dir": str(bin_dir)})
+    result = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(dest),
+                                                       "pg_bin_dir": str(bin_dir)})
     assert result.get("failed") is True
     assert result["msg"].startswith("verification failed, no backup was kept: pg_restore exited with status 1"), result["msg"]
     assert files_in(dest) == []
@@ -224,8 +217,8 @@ sys.exit(1)
 """)
     (bin_dir / "pg_restore").chmod(0o755)
     databases = cluster.databases()
-    result = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made_backup["id"], "src_dir": str(made_backup["dir"]),
-                                                            "encryption_key": made_backup["key"], "pg_bin_dir": str(bin_dir)})
+    result = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made_backup["id"], "src_dir": str(made_backup["dir"]),
+                                                               "encryption_key": made_backup["key"], "pg_bin_dir": str(bin_dir)})
     assert result.get("failed") is True
     assert "pg_restore exited with status 1: pg_restore: error: could not write to the server (simulated)" in result["msg"]
     assert "was dropped" in result["msg"]

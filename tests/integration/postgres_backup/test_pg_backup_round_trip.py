@@ -1,4 +1,4 @@
-"""Backup -> restore round trips through the ``ansible`` CLI: the restored database holds exactly the backed-up data,
+"""Backup -> restore round trips (the first through the ``ansible`` CLI): the restored database holds exactly the backed-up data,
 the replaced one is kept with what it held."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pg_backup_helpers import ansible, files_in, table_contents
+from pg_backup_helpers import ansible, files_in, run_module, table_contents
 from pg_backup_servers import MotoS3, PostgresCluster
 
 
@@ -67,8 +67,8 @@ def test_s3_round_trip_with_server_side_encryption(cluster: PostgresCluster, dat
     s3 = {"s3_bucket": bucket, "s3_prefix": "prod/pg", "s3_endpoint_url": s3_server.endpoint, "s3_region": "us-east-1",
           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     before = table_contents(cluster, database)
-    backup = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, **s3,
-                                                    "s3_part_size_mb": 5})
+    backup = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, **s3,
+                                                       "s3_part_size_mb": 5})
     assert backup.get("failed") is not True, backup.get("msg")
     backup_id = backup["backup_id"]
     client = s3_server.client()
@@ -81,8 +81,8 @@ def test_s3_round_trip_with_server_side_encryption(cluster: PostgresCluster, dat
     assert backup["verification"]["sha256_checked"] == backup["locations"]
 
     change_data(cluster, database)
-    restore = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": "latest", "target_db": database,
-                                                             "encryption_key": key, **s3})
+    restore = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": "latest", "target_db": database,
+                                                                "encryption_key": key, **s3})
     assert restore.get("failed") is not True, restore.get("msg")
     assert restore["backup_id"] == backup_id
     assert table_contents(cluster, database) == before
@@ -90,10 +90,10 @@ def test_s3_round_trip_with_server_side_encryption(cluster: PostgresCluster, dat
 
 def test_both_destinations_hold_the_same_verified_object(cluster: PostgresCluster, database: str, workdir: Path, key: str,
                                                          s3_server: MotoS3, bucket: str, collections_dir: Path) -> None:
-    backup = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key,
-                                                    "dest_dir": str(workdir), "s3_bucket": bucket, "s3_endpoint_url": s3_server.endpoint,
-                                                    "s3_region": "us-east-1", "aws_access_key_id": "testing",
-                                                    "aws_secret_access_key": "testing"})
+    backup = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key,
+                                                       "dest_dir": str(workdir), "s3_bucket": bucket, "s3_endpoint_url": s3_server.endpoint,
+                                                       "s3_region": "us-east-1", "aws_access_key_id": "testing",
+                                                       "aws_secret_access_key": "testing"})
     assert backup.get("failed") is not True, backup.get("msg")
     name = f"{backup['backup_id']}.dump.zst.enc"
     local = (workdir / name).read_bytes()
@@ -105,11 +105,11 @@ def test_both_destinations_hold_the_same_verified_object(cluster: PostgresCluste
 def test_restore_into_a_database_that_does_not_exist_keeps_nothing(
         cluster: PostgresCluster, database: str, workdir: Path, key: str, collections_dir: Path) -> None:
     before = table_contents(cluster, database)
-    backup = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(workdir)})
+    backup = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(workdir)})
     assert backup.get("failed") is not True, backup.get("msg")
     manifest = workdir / f"{backup['backup_id']}.manifest.json"
-    restore = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "manifest": str(manifest), "encryption_key": key,
-                                                             "target_db": f"{database}_copy", "jobs": 2})
+    restore = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "manifest": str(manifest), "encryption_key": key,
+                                                                "target_db": f"{database}_copy", "jobs": 2})
     assert restore.get("failed") is not True, restore.get("msg")
     assert restore["kept_database"] is None
     assert table_contents(cluster, f"{database}_copy") == before
@@ -132,21 +132,21 @@ def test_restore_terminates_sessions_and_keeps_owner_privileges_and_settings(
     cluster.execute(f'ALTER DATABASE "{database}" SET search_path = "$user", public')
     cluster.execute(f"ALTER DATABASE \"{database}\" SET statement_timeout = '5s'")
     settings = database_settings(cluster, database)
-    backup = ansible(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(workdir)})
+    backup = run_module(collections_dir, "pg_backup", {**cluster.login(), "db": database, "encryption_key": key, "dest_dir": str(workdir)})
     assert backup.get("failed") is not True, backup.get("msg")
 
     with cluster.connect(database) as session:  # an application still connected to the database
-        refused = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": backup["backup_id"],
-                                                                 "src_dir": str(workdir), "encryption_key": key,
-                                                                 "terminate_connections": False})
+        refused = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": backup["backup_id"],
+                                                                    "src_dir": str(workdir), "encryption_key": key,
+                                                                    "terminate_connections": False})
         assert refused.get("failed") is True
         # At least the application's session; the backup's own pg_dump backend may still be ending.
         connected = re.search(r"(\d+) session\(s\) are connected to", refused["msg"])
         assert connected and int(connected.group(1)) >= 1 and "no database was touched" in refused["msg"], refused["msg"]
         assert session.execute("SELECT 1").fetchone() == (1,)
 
-        restore = ansible(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": backup["backup_id"],
-                                                                 "src_dir": str(workdir), "encryption_key": key})
+        restore = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": backup["backup_id"],
+                                                                    "src_dir": str(workdir), "encryption_key": key})
         assert restore.get("failed") is not True, restore.get("msg")
         assert restore["terminated_sessions"] == 1
         with pytest.raises(psycopg.OperationalError):

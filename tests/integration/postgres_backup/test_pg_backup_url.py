@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 
-from pg_backup_helpers import ansible
+from pg_backup_helpers import run_module
 from pg_backup_servers import PostgresCluster
 
 
@@ -53,12 +53,12 @@ def test_the_whole_url_reaches_psycopg_and_the_client_programs(
     url = f"postgresql://{role}:{quote(password, safe='')}@127.0.0.1:{cluster.port}/{database}?application_name={tag}"
     dest = workdir / "dest"
 
-    backup = ansible(collections_dir, "pg_backup", {"url": url, "encryption_key": key, "dest_dir": str(dest)})
+    backup = run_module(collections_dir, "pg_backup", {"url": url, "encryption_key": key, "dest_dir": str(dest)})
     assert backup.get("failed") is not True, backup.get("msg")
     assert backup["connection"]["user"] == role and backup["connection"]["port"] == cluster.port
-    restore = ansible(collections_dir, "pg_restore_backup", {"url": url, "db": "postgres", "target_db": database,
-                                                             "backup_id": backup["backup_id"], "src_dir": str(dest),
-                                                             "encryption_key": key})
+    restore = run_module(collections_dir, "pg_restore_backup", {"url": url, "db": "postgres", "target_db": database,
+                                                                "backup_id": backup["backup_id"], "src_dir": str(dest),
+                                                                "encryption_key": key})
     assert restore.get("failed") is not True, restore.get("msg")
     assert password not in json.dumps([backup, restore]) and quote(password, safe="") not in json.dumps([backup, restore])
 
@@ -76,7 +76,7 @@ def test_sslmode_require_of_the_url_against_a_server_without_tls_fails_clearly(
         cluster: PostgresCluster, database: str, workdir: Path, key: str, collections_dir: Path) -> None:
     url = (f"postgresql://{cluster.user}:{quote(cluster.password, safe='')}@127.0.0.1:{cluster.port}/{database}"
            "?sslmode=require")
-    result = ansible(collections_dir, "pg_backup", {"url": url, "encryption_key": key, "dest_dir": str(workdir)})
+    result = run_module(collections_dir, "pg_backup", {"url": url, "encryption_key": key, "dest_dir": str(workdir)})
     assert result["failed"] is True
     assert "server does not support SSL, but SSL was required" in result["msg"]
     assert cluster.password not in json.dumps(result)
