@@ -9,7 +9,7 @@ GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit rules \
-	integration e2e e2e-bake e2e-faults clean
+	integration e2e e2e-bake e2e-faults clean checks-without-lab
 
 help:
 	@echo "make demo   set up, start the lab, deploy 1.1.0 and show the result"
@@ -100,7 +100,23 @@ e2e-bake: lab-up
 e2e-faults: lab-up
 	PAYMENTS_E2E_FAULTS=1 $(PY) -m pytest tests/e2e/test_faults.py -q
 
-test: lint sanity unit rules integration e2e
+# The checks that need no lab (lint, sanity, unit, rules, every integration suite) share no port, file or process
+# with each other: `make test` runs them TEST_JOBS at a time, longest first, each one's output shown as a block when
+# it ends (scripts/run-in-parallel.py). Then the lab suites, alone: their deploys run under load and are timed.
+TEST_JOBS ?= 2
+SUITE_TARGETS := $(foreach suite,$(INTEGRATION_SUITES),suite-$(subst /,.,$(patsubst tests/%/,%,$(suite))))
+SLOW_FIRST := suite-lab sanity suite-integration.postgres_backup suite-integration.haproxy suite-integration.stripe \
+	suite-integration.rollback_mirror lint suite-integration.migrations suite-integration.release_install unit
+CHECKS_WITHOUT_LAB := $(SLOW_FIRST) $(filter-out $(SLOW_FIRST),$(SUITE_TARGETS)) rules
+
+suite-%: venv collection system-packages
+	$(PY) -m pytest tests/$(subst .,/,$*)/ -q
+
+checks-without-lab: venv collection system-packages $(GET_PIP_CACHE)
+	$(PY) scripts/run-in-parallel.py --jobs $(TEST_JOBS) $(CHECKS_WITHOUT_LAB)
+
+test: checks-without-lab
+	$(MAKE) --no-print-directory e2e
 
 clean: lab-down
 	rm -rf .cache tests/output
