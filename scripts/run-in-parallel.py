@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Run make targets a few at a time, in the order given, and show each one's output as a block when it ends.
 
-    scripts/run-in-parallel.py --jobs 2 sanity unit suite-lab ...
+    python scripts/run-in-parallel.py --jobs 2 sanity unit suite-lab ...
 
 Give the longest targets first: a worker takes the next target as soon as its last one ends. Every target runs even
 when one fails; the exit status is 1 when any failed, and a table of each target's time and outcome ends the output.
