@@ -22,6 +22,8 @@ import build_release
 REPO = Path(__file__).resolve().parent.parent
 LAB_SRC = REPO / "lab"
 INVENTORY = REPO / "inventories" / "lab"
+LAB_VARS = Path("group_vars") / "all" / "lab.yml"
+MONITORING_VARS = Path("group_vars") / "all" / "monitoring.yml"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 STRIPE_ACCOUNT = "acct_1PaymentsLab0001"
 DATABASES = ("payments", "payments_staging")
@@ -39,16 +41,59 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
-def load_topology() -> dict:
+def inventory_dir(state: Path | None = None) -> Path:
+    """The lab's inventory: inventories/lab, or the copy with moved ports that `up --port-offset` wrote into the
+    state directory (a second lab beside the first, for suites that run at the same time)."""
+    moved = (state or state_dir()) / "inventory"
+    return moved if (moved / "hosts.yml").exists() else INVENTORY
+
+
+def load_topology(inventory: Path | None = None) -> dict:
     """Ports and hosts come from the lab inventory, so the servers and the inventory agree."""
-    hosts = yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"]["children"]
-    settings = yaml.safe_load((INVENTORY / "group_vars" / "all" / "lab.yml").read_text())
-    monitoring = yaml.safe_load((INVENTORY / "group_vars" / "all" / "monitoring.yml").read_text())
+    inventory = inventory or inventory_dir()
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())["all"]["children"]
+    settings = yaml.safe_load((inventory / LAB_VARS).read_text())
+    monitoring = yaml.safe_load((inventory / MONITORING_VARS).read_text())
     apps = {}
     for group in ("production_app", "staging_app"):
         for name, hostvars in hosts[group]["hosts"].items():
             apps[name] = {"group": group, "ports": hostvars["payments_colour_ports"]}
-    return {"ports": {**settings["lab_ports"], **monitoring["lab_monitoring_ports"]}, "apps": apps, "lb": next(iter(hosts["loadbalancers"]["hosts"]))}
+    return {"ports": {**settings["lab_ports"], **monitoring["lab_monitoring_ports"]}, "apps": apps,
+            "lb": next(iter(hosts["loadbalancers"]["hosts"]))}
+
+
+def all_ports(topo: dict) -> set[int]:
+    return set(topo["ports"].values()) | {port for app in topo["apps"].values() for port in app["ports"].values()}
+
+
+def write_moved_inventory(state: Path, offset: int) -> Path:
+    """A copy of inventories/lab in STATE/inventory with every port moved by OFFSET and the state directory pinned,
+    so that ansible-playbook -i STATE/inventory/hosts.yml drives this lab and no other. Refuses an offset that makes
+    any port meet one of the first lab's."""
+    base = load_topology(INVENTORY)
+    moved_ports = {port + offset for port in all_ports(base)}
+    if offset <= 0 or max(moved_ports) > 65535 or moved_ports & all_ports(base):
+        raise SystemExit(f"labctl: --port-offset {offset} moves the lab's ports onto the first lab's or out of range; "
+                         "choose another (200 is free)")
+    target = state / "inventory"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(INVENTORY, target)
+    hosts_file, lab_file, monitoring_file = target / "hosts.yml", target / LAB_VARS, target / MONITORING_VARS
+    hosts = yaml.safe_load(hosts_file.read_text())
+    for group in ("production_app", "staging_app"):
+        for hostvars in hosts["all"]["children"][group]["hosts"].values():
+            hostvars["payments_colour_ports"] = {c: p + offset for c, p in hostvars["payments_colour_ports"].items()}
+    hosts_file.write_text("---\n# Written by labctl up --port-offset: the lab inventory with its ports moved.\n"
+                          + yaml.safe_dump(hosts, sort_keys=False))
+    settings = yaml.safe_load(lab_file.read_text())
+    settings["lab_ports"] = {name: port + offset for name, port in settings["lab_ports"].items()}
+    settings["lab_state_dir"] = str(state)
+    lab_file.write_text("---\n" + yaml.safe_dump(settings, sort_keys=False))
+    monitoring = yaml.safe_load(monitoring_file.read_text())
+    monitoring["lab_monitoring_ports"] = {n: p + offset for n, p in monitoring["lab_monitoring_ports"].items()}
+    monitoring_file.write_text("---\n" + yaml.safe_dump(monitoring, sort_keys=False))
+    return target
 
 
 def ensure_secrets(state: Path) -> dict:
@@ -460,12 +505,22 @@ def endpoints(state: Path, topo: dict) -> dict:
         "haproxy_map_file": str(lb_root / "etc" / "haproxy" / "colours.map"),
         "secrets_file": str(state / "secrets.json"),
         "state_dir": str(state),
+        "inventory": str(inventory_dir(state) / "hosts.yml"),
     }
 
 
-def cmd_up(_args: argparse.Namespace) -> int:
-    state, topo = state_dir(), load_topology()
+def cmd_up(args: argparse.Namespace) -> int:
+    state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
+    offset = getattr(args, "port_offset", 0)
+    if offset:
+        if state == (REPO / ".lab").resolve():
+            raise SystemExit("labctl: --port-offset needs its own state directory (PAYMENTS_LAB_DIR)")
+        wanted = {port + offset for port in all_ports(load_topology(INVENTORY))}
+        if supervisor_running(state) and all_ports(load_topology()) != wanted:
+            raise SystemExit(f"labctl: the lab in {state} runs on other ports; 'labctl down' it first")
+        write_moved_inventory(state, offset)
+    topo = load_topology()
     creds = ensure_secrets(state)
     init_postgres(state, topo, creds)
     for version in build_artifacts(state):
@@ -568,7 +623,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="labctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the lab (idempotent)").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="start the lab (idempotent)")
+    up.add_argument("--port-offset", type=int, default=0,
+                    help="a second lab: every port moved by this much, its inventory written to the state directory "
+                         "(PAYMENTS_LAB_DIR, required)")
+    up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop every lab process")
     down.add_argument("--purge", action="store_true", help="also delete the lab state directory")
     down.set_defaults(func=cmd_down)

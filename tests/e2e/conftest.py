@@ -77,6 +77,10 @@ def lab() -> dict:
     info = json.loads(subprocess.run([*labctl, "status", "--json"], capture_output=True, text=True,
                                      check=True).stdout)
     info["secrets"] = json.loads(Path(info["secrets_file"]).read_text())
+    # A second lab (labctl up --port-offset) has its own inventory: the playbooks must be run with it.
+    if Path(info["inventory"]) != REPO / "inventories" / "lab" / "hosts.yml":
+        assert os.environ.get("ANSIBLE_INVENTORY") == info["inventory"], \
+            f"the lab in {info['state_dir']} needs ANSIBLE_INVENTORY={info['inventory']}"
     return info
 
 

@@ -25,13 +25,13 @@ def before(lab, playbook):
     if versions_or_nothing(lab["production_url"]) != {"1.1.0"}:
         assert playbook("deploy.yml", "-e", "release_version=1.1.0").rc == 0
     colour = map_colour(lab["haproxy_map_file"])
-    return {"versions": live(lab["production_url"])[0], "colour": colour, "idle": idle_versions(colour)}
+    return {"versions": live(lab["production_url"])[0], "colour": colour, "idle": idle_versions(lab, colour)}
 
 
-def idle_versions(live_colour: str) -> list[str]:
+def idle_versions(lab: dict, live_colour: str) -> list[str]:
     """What the idle colour of each production app host answers ("down" when it runs nothing)."""
     idle = "green" if live_colour == "blue" else "blue"
-    hosts = yaml.safe_load((REPO / "inventories" / "lab" / "hosts.yml").read_text())["all"]["children"]
+    hosts = yaml.safe_load(Path(lab["inventory"]).read_text())["all"]["children"]
     answers = []
     for host in hosts["production_app"]["hosts"].values():
         url = f"http://127.0.0.1:{host['payments_colour_ports'][idle]}/version"
@@ -47,7 +47,7 @@ def assert_untouched(lab, before) -> None:
     assert not lock_file(lab).exists(), "a failed run left the deploy lock behind"
     assert live(lab["production_url"])[0] == before["versions"]
     assert map_colour(lab["haproxy_map_file"]) == before["colour"]
-    assert idle_versions(before["colour"]) == before["idle"]
+    assert idle_versions(lab, before["colour"]) == before["idle"]
 
 
 def test_unknown_version(lab, playbook, before):
@@ -95,10 +95,10 @@ def test_artifact_with_wrong_checksum(lab, playbook, before, tampered_release):
 
 
 @pytest.fixture
-def inventory_without_ports(tmp_path):
+def inventory_without_ports(lab, tmp_path):
     """A copy of the lab inventory where app2 lost payments_colour_ports."""
     copy = tmp_path / "inventory"
-    shutil.copytree(REPO / "inventories" / "lab", copy)
+    shutil.copytree(Path(lab["inventory"]).parent, copy)
     hosts_file = copy / "hosts.yml"
     hosts = yaml.safe_load(hosts_file.read_text())
     hosts["all"]["children"]["production_app"]["hosts"]["app2"] = None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -40,10 +41,10 @@ def supervisor_pid(lab, host: str, colour: str) -> str:
 
 
 @pytest.fixture
-def inventory_with_new_env(tmp_path):
+def inventory_with_new_env(lab, tmp_path):
     """The lab inventory with one more environment variable for the service."""
     copy = tmp_path / "inventory"
-    shutil.copytree(REPO / "inventories" / "lab", copy)
+    shutil.copytree(Path(lab["inventory"]).parent, copy)
     payments = copy / "group_vars" / "all" / "payments.yml"
     data = yaml.safe_load(payments.read_text())
     data["payments_env"]["FEATURE_FLAGS"] = "faster-refunds"

@@ -97,3 +97,29 @@ def test_status_names_the_smtp_sink_and_its_mailbox(labctl: ModuleType, tmp_path
     # status counts a lab as running only with every program up renders (an older lab lacks the sink).
     rendered = {line[len("[program:"):-1] for line in conf.splitlines() if line.startswith("[program:")}
     assert rendered == {*labctl.LAB_PROGRAMS, *(f"host-{host}" for host in labctl.load_topology()["apps"])}
+
+
+def test_a_second_lab_gets_every_port_moved_and_its_own_inventory(labctl: ModuleType, tmp_path: Path) -> None:
+    base = labctl.load_topology(labctl.INVENTORY)
+    inventory = labctl.write_moved_inventory(tmp_path, 200)
+    moved = labctl.load_topology(inventory)
+    assert moved["ports"] == {name: port + 200 for name, port in base["ports"].items()}
+    assert {host: app["ports"] for host, app in moved["apps"].items()} == \
+        {host: {colour: port + 200 for colour, port in app["ports"].items()} for host, app in base["apps"].items()}
+    assert not labctl.all_ports(moved) & labctl.all_ports(base)
+    assert labctl.inventory_dir(tmp_path) == inventory
+    assert labctl.endpoints(tmp_path, moved)["inventory"] == str(inventory / "hosts.yml")
+    # Ansible reads the copy: the host's ports and every URL built from lab_ports are the second lab's.
+    shown = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(inventory / "hosts.yml"),
+                            "--host", "app1"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    hostvars = json.loads(shown.stdout)
+    assert hostvars["payments_colour_ports"] == {c: p + 200 for c, p in base["apps"]["app1"]["ports"].items()}
+    assert hostvars["lab_state_dir"] == str(tmp_path)
+    assert hostvars["lab_ports"]["stripe"] == base["ports"]["stripe"] + 200
+
+
+@pytest.mark.parametrize("offset", [0, -5, 100, 70000])
+def test_an_offset_onto_the_first_labs_ports_is_refused(labctl: ModuleType, tmp_path: Path, offset: int) -> None:
+    with pytest.raises(SystemExit, match="choose another"):
+        labctl.write_moved_inventory(tmp_path, offset)
+    assert not (tmp_path / "inventory").exists()
