@@ -202,7 +202,7 @@ class KilledRun(Fault):
         unlock()
         if self.after_flip:
             # Traffic is on a release nobody verified or judged, and the intent of the switch is on record: the
-            # runbook's next step is rollback.yml, which resolves it (docs/rollback.md).
+            # runbook's next step is rollback.yml, which resolves it (docs/runbooks/rollback.md).
             self.rollback = run_playbook("rollback.yml")
 
     rollback: PlaybookRun | None = None  # the rollback that healed a kill after the flip
