@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(output.rstrip(), flush=True)
 
     start = time.monotonic()
-    workers = [threading.Thread(target=worker) for _ in range(min(args.jobs, len(queue)))]
+    workers = [threading.Thread(target=worker) for dummy in range(min(args.jobs, len(queue)))]
     for thread in workers:
         thread.start()
     for thread in workers:
