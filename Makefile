@@ -88,7 +88,8 @@ integration: venv collection system-packages
 
 # The fault suite runs on a second lab (its own state directory and inventory, every port moved by 200), at the same
 # time as the other end-to-end suites on the first: each fault starts from the state the one before left, and the
-# two labs share nothing but the machine. Its output is kept in tests/output/fault-suite.log and shown at the end.
+# two labs share nothing but the machine (nor a pytest base directory: a pytest run deletes older runs' directories).
+# Its output is kept in tests/output/fault-suite.log and shown at the end.
 # --durations: the slowest tests of each run, to keep the suites inside their time budget.
 FAULT_LAB_DIR := $(CURDIR)/.lab-faults
 FAULT_LAB_ENV := PAYMENTS_LAB_DIR=$(FAULT_LAB_DIR) ANSIBLE_INVENTORY=$(FAULT_LAB_DIR)/inventory/hosts.yml
@@ -98,8 +99,8 @@ fault-lab-up: venv system-packages collection
 	PAYMENTS_LAB_DIR=$(FAULT_LAB_DIR) lab/labctl up --port-offset 200 >/dev/null
 
 e2e: lab-up fault-lab-up
-	@mkdir -p tests/output; log=tests/output/fault-suite.log; start=$$(date +%s); \
-	$(FAULT_LAB_ENV) $(FAULT_SUITE) > $$log 2>&1 & faults=$$!; \
+	@mkdir -p tests/output; log=tests/output/fault-suite.log; start=$$(date +%s); scratch=$$(mktemp -d); \
+	$(FAULT_LAB_ENV) $(FAULT_SUITE) --basetemp=$$scratch/t > $$log 2>&1 & faults=$$!; \
 	trap 'kill $$faults 2>/dev/null' INT TERM; \
 	echo "fault suite started on the second lab ($(FAULT_LAB_DIR)), output in $$log"; \
 	$(PY) -m pytest tests/e2e -q --durations=15; e2e=$$?; \
@@ -107,7 +108,7 @@ e2e: lab-up fault-lab-up
 	wait $$faults; faulted=$$?; \
 	echo "== fault suite (second lab): $$([ $$faulted = 0 ] && echo passed || echo FAILED)"; cat $$log; \
 	echo "end-to-end suites: $$(( $$(date +%s) - start )) s"; \
-	[ $$e2e = 0 ] && [ $$smoke = 0 ] && [ $$faulted = 0 ]
+	rm -rf $$scratch; [ $$e2e = 0 ] && [ $$smoke = 0 ] && [ $$faulted = 0 ]
 
 # The bake under customer traffic alone (also part of `make e2e`).
 e2e-bake: lab-up

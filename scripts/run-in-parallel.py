@@ -17,10 +17,15 @@ import time
 
 
 def run_target(target: str, make: str) -> tuple[int, float, str]:
+    """One target, its output kept. Each gets a pytest base directory of its own: by default every pytest run
+    deletes all but the three newest run directories under /tmp/pytest-of-USER, including a longer run's that is
+    still in use next to it."""
     start = time.monotonic()
-    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log:
+    with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as log, \
+            tempfile.TemporaryDirectory(prefix="pytest-") as scratch:
+        env = {**os.environ, "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} --basetemp={scratch}/t".strip()}
         done = subprocess.run([make, "--no-print-directory", target], stdout=log, stderr=subprocess.STDOUT,
-                              check=False)
+                              env=env, check=False)
         log.seek(0)
         return done.returncode, time.monotonic() - start, log.read()
 
