@@ -134,8 +134,12 @@ suite-%: venv collection system-packages
 checks-without-lab: venv collection system-packages $(GET_PIP_CACHE)
 	$(PY) scripts/run-in-parallel.py --jobs $(TEST_JOBS) $(CHECKS_WITHOUT_LAB)
 
-test: checks-without-lab
-	$(MAKE) --no-print-directory e2e
+# The lab suites run even when a check failed: one run reports every failure. Its status is a failure if any failed.
+test: venv collection system-packages
+	@$(MAKE) --no-print-directory checks-without-lab; checks=$$?; \
+	$(MAKE) --no-print-directory e2e; e2e=$$?; \
+	echo "make test: checks without the lab $$([ $$checks = 0 ] && echo passed || echo FAILED), end-to-end suites $$([ $$e2e = 0 ] && echo passed || echo FAILED)"; \
+	[ $$checks = 0 ] && [ $$e2e = 0 ]
 
 clean: lab-down
 	rm -rf .cache tests/output

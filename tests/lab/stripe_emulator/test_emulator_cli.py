@@ -30,6 +30,7 @@ def test_state_survives_a_restart(spawn, tmp_path: Path, receiver: Receiver) -> 
     client = first.client()
     customer = client.v1.customers.create({"email": "kept@example.com"}, options={"idempotency_key": "keep-1"})
     hook = client.v1.webhook_endpoints.create({"url": receiver.url, "enabled_events": ["customer.updated"]})
+    wait_until(state.exists, "the background writer's first state file")  # written after the answer, not before
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert stop(first) == 0
     assert hook.secret in state.read_text()  # kept, since deliveries after a restart must still be signed with it
