@@ -82,9 +82,7 @@ rules: system-packages
 LAB_SUITES := tests/integration/smoke/
 INTEGRATION_SUITES := $(filter-out $(LAB_SUITES),$(sort $(wildcard tests/integration/*/))) tests/lab/
 integration: venv collection system-packages
-	@failed=""; for suite in $(INTEGRATION_SUITES); do \
-	  echo "== $$suite"; $(PY) -m pytest $$suite -q || failed="$$failed $$suite"; \
-	done; [ -z "$$failed" ] || { echo "failed suites:$$failed"; exit 1; }
+	$(PY) scripts/run-in-parallel.py --jobs $(TEST_JOBS) $(SUITE_TARGETS)
 
 # The fault suite runs on a second lab (its own state directory and inventory, every port moved by 200), at the same
 # time as the other end-to-end suites on the first: each fault starts from the state the one before left, and the
@@ -114,14 +112,14 @@ e2e: lab-up fault-lab-up
 e2e-bake: lab-up
 	$(PY) -m pytest tests/e2e/test_bake.py -q
 
-# The fault suite alone on the first lab (26 faults in the phases of a deploy and of a rollback, under customer
+# The fault suite alone on the first lab (30 faults in the phases of a deploy and of a rollback, under customer
 # traffic; about 20 minutes). `make e2e` runs it on the second lab beside the other suites.
 e2e-faults: lab-up
 	$(FAULT_SUITE)
 
 # The checks that need no lab (lint, sanity, unit, rules, every integration suite) share no port, file or process
 # with each other: `make test` runs them TEST_JOBS at a time, longest first, each one's output shown as a block when
-# it ends (scripts/run-in-parallel.py). Then the lab suites, alone: their deploys run under load and are timed.
+# it ends (scripts/run-in-parallel.py). Then `make e2e`: the lab suites, on two labs side by side, with nothing else.
 TEST_JOBS ?= 2
 SUITE_TARGETS := $(foreach suite,$(INTEGRATION_SUITES),suite-$(subst /,.,$(patsubst tests/%/,%,$(suite))))
 SLOW_FIRST := suite-lab sanity suite-integration.postgres_backup suite-integration.haproxy suite-integration.stripe \

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -66,33 +67,42 @@ def all_ports(topo: dict) -> set[int]:
     return set(topo["ports"].values()) | {port for app in topo["apps"].values() for port in app["ports"].values()}
 
 
+def moved_ports(offset: int) -> set[int]:
+    """The first lab's ports, each moved by OFFSET."""
+    return {port + offset for port in all_ports(load_topology(INVENTORY))}
+
+
 def write_moved_inventory(state: Path, offset: int) -> Path:
     """A copy of inventories/lab in STATE/inventory with every port moved by OFFSET and the state directory pinned,
     so that ansible-playbook -i STATE/inventory/hosts.yml drives this lab and no other. Refuses an offset that makes
     any port meet one of the first lab's."""
-    base = load_topology(INVENTORY)
-    moved_ports = {port + offset for port in all_ports(base)}
-    if offset <= 0 or max(moved_ports) > 65535 or moved_ports & all_ports(base):
+    moved = moved_ports(offset)
+    if offset <= 0 or max(moved) > 65535 or moved & all_ports(load_topology(INVENTORY)):
         raise SystemExit(f"labctl: --port-offset {offset} moves the lab's ports onto the first lab's or out of range; "
                          "choose another (200 is free)")
     target = state / "inventory"
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(INVENTORY, target)
-    hosts_file, lab_file, monitoring_file = target / "hosts.yml", target / LAB_VARS, target / MONITORING_VARS
-    hosts = yaml.safe_load(hosts_file.read_text())
-    for group in ("production_app", "staging_app"):
-        for hostvars in hosts["all"]["children"][group]["hosts"].values():
-            hostvars["payments_colour_ports"] = {c: p + offset for c, p in hostvars["payments_colour_ports"].items()}
-    hosts_file.write_text("---\n# Written by labctl up --port-offset: the lab inventory with its ports moved.\n"
-                          + yaml.safe_dump(hosts, sort_keys=False))
-    settings = yaml.safe_load(lab_file.read_text())
-    settings["lab_ports"] = {name: port + offset for name, port in settings["lab_ports"].items()}
-    settings["lab_state_dir"] = str(state)
-    lab_file.write_text("---\n" + yaml.safe_dump(settings, sort_keys=False))
-    monitoring = yaml.safe_load(monitoring_file.read_text())
-    monitoring["lab_monitoring_ports"] = {n: p + offset for n, p in monitoring["lab_monitoring_ports"].items()}
-    monitoring_file.write_text("---\n" + yaml.safe_dump(monitoring, sort_keys=False))
+
+    def shift(ports: dict[str, int]) -> dict[str, int]:
+        return {name: port + offset for name, port in ports.items()}
+
+    def rewrite(path: Path, change: Callable[[dict], None], note: str = "") -> None:
+        data = yaml.safe_load(path.read_text())
+        change(data)
+        path.write_text("---\n" + note + yaml.safe_dump(data, sort_keys=False))
+
+    def move_app_ports(hosts: dict) -> None:
+        for group in ("production_app", "staging_app"):
+            for hostvars in hosts["all"]["children"][group]["hosts"].values():
+                hostvars["payments_colour_ports"] = shift(hostvars["payments_colour_ports"])
+
+    rewrite(target / "hosts.yml", move_app_ports,
+            "# Written by labctl up --port-offset: the lab inventory with its ports moved.\n")
+    rewrite(target / LAB_VARS, lambda lab: lab.update(lab_ports=shift(lab["lab_ports"]), lab_state_dir=str(state)))
+    rewrite(target / MONITORING_VARS,
+            lambda monitoring: monitoring.update(lab_monitoring_ports=shift(monitoring["lab_monitoring_ports"])))
     return target
 
 
@@ -516,8 +526,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if offset:
         if state == (REPO / ".lab").resolve():
             raise SystemExit("labctl: --port-offset needs its own state directory (PAYMENTS_LAB_DIR)")
-        wanted = {port + offset for port in all_ports(load_topology(INVENTORY))}
-        if supervisor_running(state) and all_ports(load_topology()) != wanted:
+        if supervisor_running(state) and all_ports(load_topology()) != moved_ports(offset):
             raise SystemExit(f"labctl: the lab in {state} runs on other ports; 'labctl down' it first")
         write_moved_inventory(state, offset)
     topo = load_topology()

@@ -51,6 +51,10 @@ def argument_spec() -> dict[str, dict[str, t.Any]]:
             "failure_limit": {"type": "int"},
             "inconclusive_limit": {"type": "int"},
         }},
+        "inconclusive_when": {"type": "list", "elements": "dict", "default": [], "options": {
+            "name": {"type": "str", "required": True},
+            "query": {"type": "str", "required": True},
+        }},
         "labels": {"type": "dict", "default": {}},
         "interval": {"type": "float", "default": 60.0},
         "count": {"type": "int", "default": 5},
@@ -98,6 +102,15 @@ class Metric:
         pairs = [("query", self.query), ("baseline_query", self.baseline_query),
                  ("min_traffic_query", self.min_traffic_query)]
         return [(role, query) for role, query in pairs if query]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """An inconclusive_when query with its labels filled in: while its value is above 0, the window cannot judge the
+    release (a dependency both colours share is down), and a Failed measurement counts as Inconclusive."""
+
+    name: str
+    query: str
 
 
 def placeholders(query: str) -> set[str]:
@@ -168,24 +181,41 @@ def _check_condition(problems: list[str], where: str, condition: dict[str, t.Any
         problems.append(f"{where}.threshold {threshold:g} is out of range for unit {unit} ({low:g} to {high:g})")
 
 
+def _check_query(problems: list[str], where: str, query: str | None, label_names: set[str],
+                 range_placeholder_used: list[str]) -> None:
+    if query is None:
+        return
+    if not query.strip():
+        problems.append(f"{where} is empty")
+        return
+    unknown = placeholders(query) - label_names - set(BUILTIN_PLACEHOLDERS)
+    if unknown:
+        problems.append(f"{where} uses unknown placeholder(s) {', '.join(sorted(unknown))} "
+                        f"(known: {', '.join(sorted(label_names | set(BUILTIN_PLACEHOLDERS)))})")
+    if placeholders(query) & set(BUILTIN_PLACEHOLDERS):
+        range_placeholder_used.append(where)
+
+
+def _check_guards(problems: list[str], guards: list[dict[str, t.Any]], label_names: set[str],
+                  range_placeholder_used: list[str]) -> None:
+    names = [guard["name"] for guard in guards]
+    for guard in guards:
+        if not NAME.match(guard["name"] or ""):
+            problems.append(f"inconclusive_when name {guard['name']!r} must be 1 to 64 letters, digits and . _ -")
+        _check_query(problems, f"inconclusive_when[{guard['name']}].query", guard["query"], label_names,
+                     range_placeholder_used)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        problems.append(f"inconclusive_when names must be unique: {', '.join(repeated)} more than once")
+
+
 def _check_metric(problems: list[str], spec: dict[str, t.Any], params: dict[str, t.Any], label_names: set[str],
                   range_placeholder_used: list[str]) -> None:
     where = f"metrics[{spec['name']}]"
     if not NAME.match(spec["name"] or ""):
         problems.append(f"metric name {spec['name']!r} must be 1 to 64 letters, digits and . _ -")
     for role in ("query", "baseline_query", "min_traffic_query"):
-        query = spec[role]
-        if query is None:
-            continue
-        if not query.strip():
-            problems.append(f"{where}.{role} is empty")
-            continue
-        unknown = placeholders(query) - label_names - set(BUILTIN_PLACEHOLDERS)
-        if unknown:
-            problems.append(f"{where}.{role} uses unknown placeholder(s) {', '.join(sorted(unknown))} "
-                            f"(known: {', '.join(sorted(label_names | set(BUILTIN_PLACEHOLDERS)))})")
-        if placeholders(query) & set(BUILTIN_PLACEHOLDERS):
-            range_placeholder_used.append(f"{where}.{role}")
+        _check_query(problems, f"{where}.{role}", spec[role], label_names, range_placeholder_used)
     _check_condition(problems, f"{where}.success_condition", spec["success_condition"], spec["unit"])
     _check_condition(problems, f"{where}.failure_condition", spec["failure_condition"], spec["unit"])
     has_baseline = spec["baseline"] is not None or spec["baseline_query"] is not None
@@ -237,6 +267,7 @@ def validate(params: dict[str, t.Any]) -> list[str]:
     range_users: list[str] = []
     for spec in metrics:
         _check_metric(problems, spec, params, set(labels), range_users)
+    _check_guards(problems, params["inconclusive_when"] or [], set(labels), range_users)
     if not problems:
         _check_window(problems, params, range_users)
     return problems
@@ -276,3 +307,9 @@ def metrics_from(params: dict[str, t.Any]) -> list[Metric]:
             inconclusive_limit=(params["inconclusive_limit"] if spec["inconclusive_limit"] is None
                                 else spec["inconclusive_limit"])))
     return out
+
+
+def guards_from(params: dict[str, t.Any]) -> list[Guard]:
+    """The validated inconclusive_when queries with the labels filled in."""
+    labels = {key: str(value) for key, value in (params["labels"] or {}).items()}
+    return [Guard(name=spec["name"], query=fill(spec["query"], labels)) for spec in params["inconclusive_when"] or []]

@@ -8,7 +8,9 @@ Private to the payments.deploy collection: the interface may change without noti
 Semantics follow Argo Rollouts' AnalysisRun (see docs/analysis.md): a measurement is Successful, Failed or
 Inconclusive; a metric is Failed once its failed measurements exceed its failure_limit, Inconclusive once its
 inconclusive ones exceed its inconclusive_limit, Successful after ``count`` measurements otherwise. No data, NaN,
-infinities, too little traffic and an unanswered query are Inconclusive, never a pass.
+infinities, too little traffic and an unanswered query are Inconclusive, never a pass. A Failed measurement taken
+while an ``inconclusive_when`` query holds (a dependency both colours share is down) is Inconclusive too: that window
+cannot tell the release's faults from the outage's.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import typing as t
 
 from ansible_collections.payments.deploy.plugins.module_utils._analysis_options import (
     Condition,
+    Guard,
     Metric,
     fill,
     prometheus_duration,
@@ -86,6 +89,7 @@ class MetricRun:
         self.phase: str | None = None
         self.baseline: float | None = metric.baseline
         self.baseline_error: str | None = None
+        self.excused = 0  # Failed measurements counted as Inconclusive because an inconclusive_when query held
 
     def record(self, entry: dict[str, t.Any], verdict: str, is_error: bool) -> None:
         self.measurements.append(entry)
@@ -96,14 +100,15 @@ class MetricRun:
         elif self.counts[INCONCLUSIVE] > self.metric.inconclusive_limit:
             self.phase = INCONCLUSIVE
         elif len(self.measurements) == self.count:
-            # a metric that never measured a pass has shown nothing: Inconclusive, whatever the limits allowed
-            self.phase = SUCCESSFUL if self.counts[SUCCESSFUL] else INCONCLUSIVE
+            # A metric that never measured a pass has shown nothing, and one that failed during a shared outage has not
+            # been seen healthy: Inconclusive, whatever the limits allowed.
+            self.phase = SUCCESSFUL if self.counts[SUCCESSFUL] and not self.excused else INCONCLUSIVE
 
     def report(self) -> dict[str, t.Any]:
         m = self.metric
         out: dict[str, t.Any] = {"name": m.name, "phase": self.phase or STOPPED, "query": m.query,
                                  "failure_limit": m.failure_limit, "inconclusive_limit": m.inconclusive_limit,
-                                 "counts": {k.lower(): v for k, v in self.counts.items()},
+                                 "counts": {**{k.lower(): v for k, v in self.counts.items()}, "excused": self.excused},
                                  "measurements": self.measurements}
         for key, value in (("unit", m.unit), ("success_condition", m.success and str(m.success)),
                            ("failure_condition", m.failure and str(m.failure)), ("max_ratio", m.max_ratio),
@@ -118,15 +123,41 @@ class MetricRun:
         return out
 
 
+class GuardRun:
+    """One inconclusive_when query's measurements. It holds at a measurement when its value is a finite number above
+    0; no data, NaN and an unanswered query do not hold (they never excuse a Failed measurement)."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.measurements: list[dict[str, t.Any]] = []
+
+    def measure(self, prometheus: Prometheus, k: int, values: dict[str, str], at: float, when: float) -> bool:
+        entry: dict[str, t.Any] = {"n": k, "at": at}
+        try:
+            value = prometheus.query(fill(self.guard.query, values), when).value
+        except QueryError as exc:
+            value, entry["error"] = None, str(exc)
+        holds = value is not None and math.isfinite(value) and value > 0
+        entry.update(value=_shown(value), holds=holds)
+        self.measurements.append(entry)
+        return holds
+
+    def report(self) -> dict[str, t.Any]:
+        held = [m["n"] for m in self.measurements if m["holds"]]
+        return {"name": self.guard.name, "query": self.guard.query, "held_at": held,
+                "measurements": self.measurements}
+
+
 class Analysis:
     """Measures every running metric at start + k x interval (k = 1..count), stopping as soon as a metric is Failed
     (fail fast) or no metric is still running. ``clock``/``sleep`` are monotonic; ``wall`` gives query times."""
 
     def __init__(self, prometheus: Prometheus, metrics: list[Metric], interval: float, count: int,
                  clock: t.Callable[[], float] = time.monotonic, sleep: t.Callable[[float], None] = time.sleep,
-                 wall: t.Callable[[], float] = time.time) -> None:
+                 wall: t.Callable[[], float] = time.time, guards: t.Sequence[Guard] = ()) -> None:
         self.prometheus = prometheus
         self.runs = [MetricRun(metric, count) for metric in metrics]
+        self.guards = [GuardRun(guard) for guard in guards]
         self.interval = interval
         self.count = count
         self.clock, self.sleep, self.wall = clock, sleep, wall
@@ -141,8 +172,10 @@ class Analysis:
                 break
             self.sleep(max(0.0, started + k * self.interval - self.clock()))
             values = {"interval": prometheus_duration(self.interval), "elapsed": prometheus_duration(k * self.interval)}
+            at, when = round(self.clock() - started, 3), self.wall()
+            held = [g.guard.name for g in self.guards if g.measure(self.prometheus, k, values, at, when)]
             for run in running:
-                self._measure(run, k, values, round(self.clock() - started, 3))
+                self._measure(run, k, values, (round(self.clock() - started, 3), when), held)
                 if run.phase == FAILED:
                     self.stopped = f"{run.metric.name} failed at measurement {k} of {self.count}"
                     break
@@ -162,12 +195,14 @@ class Analysis:
             except QueryError as exc:
                 run.baseline_error = str(exc)
 
-    def _measure(self, run: MetricRun, k: int, values: dict[str, str], at: float) -> None:
+    def _measure(self, run: MetricRun, k: int, values: dict[str, str], at_when: tuple[float, float],
+                 held: list[str]) -> None:
+        """One measurement; every query of a round is evaluated at the same time ``when`` (epoch seconds)."""
         metric = run.metric
+        at, when = at_when
         entry: dict[str, t.Any] = {"n": k, "at": at}
         if "${elapsed}" in metric.query or "$elapsed" in metric.query:
             entry["window"] = values["elapsed"]
-        when = self.wall()
         try:
             traffic = (self.prometheus.query(fill(metric.min_traffic_query, values), when).value
                        if metric.min_traffic_query else None)
@@ -177,6 +212,11 @@ class Analysis:
             run.record(entry, INCONCLUSIVE, is_error=True)
             return
         verdict, reason = judge(metric, value, traffic, run.baseline)
+        if verdict == FAILED and held:
+            verdict = INCONCLUSIVE
+            reason = f"{reason}, while {', '.join(held)} held: not blamed on the release"
+            entry["excused_by"] = held
+            run.excused += 1
         entry["value"] = _shown(value)
         if metric.min_traffic_query:
             entry["traffic"] = _shown(traffic)
@@ -194,7 +234,8 @@ class Analysis:
         else:
             phase = INCONCLUSIVE
         return {"phase": phase, "message": _message(phase, self.runs), "stopped_early": self.stopped,
-                "metrics": [run.report() for run in self.runs], "started_at": round(started_wall, 3),
+                "metrics": [run.report() for run in self.runs],
+                "inconclusive_when": [guard.report() for guard in self.guards], "started_at": round(started_wall, 3),
                 "duration": duration, "interval": self.interval, "count": self.count,
                 "queries_sent": self.prometheus.sent, "query_seconds": round(self.prometheus.seconds, 3)}
 
@@ -230,4 +271,19 @@ def validate_queries(prometheus: Prometheus, metrics: list[Metric], interval: fl
             entry[role] = query
             entry["value" if role == "query" else role.replace("_query", "")] = _shown(sample.value)
         checked.append(entry)
+    return checked
+
+
+def validate_guards(prometheus: Prometheus, guards: t.Sequence[Guard], interval: float,
+                    count: int) -> list[dict[str, t.Any]]:
+    """validate_queries for the inconclusive_when queries."""
+    values = {"interval": prometheus_duration(interval), "elapsed": prometheus_duration(interval * count)}
+    checked = []
+    for guard in guards:
+        query = fill(guard.query, values)
+        try:
+            sample = prometheus.query(query, None)
+        except QueryError as exc:
+            raise QueryError(f"inconclusive_when {guard.name}: {exc}; query: {query}", rejected=exc.rejected) from None
+        checked.append({"name": guard.name, "query": query, "value": _shown(sample.value)})
     return checked

@@ -21,7 +21,7 @@ description:
   - "A metric is V(Failed) as soon as its failed measurements exceed its failure limit, and the whole analysis stops
     at once (fail fast). It is V(Inconclusive) once its inconclusive measurements exceed its inconclusive limit (its
     measurements stop, the other metrics go on), and V(Successful) after O(count) measurements otherwise - but never
-    without at least one successful measurement."
+    without at least one successful measurement, nor with a failure that O(inconclusive_when) excused."
   - The analysis is V(Failed) when a metric failed, V(Successful) when every metric succeeded, V(Inconclusive)
     otherwise. The module itself does not fail on the phase; the caller decides (the C(payments.deploy.bake) role fails
     on V(Failed) and stops on V(Inconclusive)).
@@ -128,6 +128,29 @@ options:
       inconclusive_limit:
         description: This metric's inconclusive limit; O(inconclusive_limit) when not given.
         type: int
+  inconclusive_when:
+    description:
+      - Queries that say the window cannot judge the release, for example that a dependency both colours share is
+        down. Each is measured at every measurement, before the metrics; it holds when its value is a finite number
+        above V(0). No data, NaN and an unanswered query do not hold.
+      - While one holds, a measurement that would be V(Failed) is V(Inconclusive) instead, with the guard named in its
+        C(reason) and C(excused_by). Successful and Inconclusive measurements are unchanged, and a metric with an
+        excused failure is never V(Successful): a shared outage makes the analysis V(Inconclusive) (a person decides)
+        unless another metric failed on its own.
+      - With O(mode=validate) each is sent once too.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: The guard's name in results and messages (letters, digits, C(. _ -)); unique.
+        type: str
+        required: true
+      query:
+        description: A PromQL instant query returning a scalar or a one-element vector (or no data); the same
+          placeholders as the metrics' queries.
+        type: str
+        required: true
   labels:
     description:
       - Values for the C(${name}) placeholders of the queries, for example C(environment), C(colour), C(release).
@@ -240,9 +263,11 @@ metrics:
   description:
     - "O(mode=analyze): per metric its C(name), C(phase) (V(Stopped) for a metric still running when another
       failed), C(query) (labels filled in; C(${elapsed}) is each measurement's C(window)), its conditions,
-      C(failure_limit), C(inconclusive_limit), C(counts) (C(successful), C(failed), C(inconclusive), C(error)), the
+      C(failure_limit), C(inconclusive_limit), C(counts) (C(successful), C(failed), C(inconclusive), C(error),
+      C(excused)), the
       C(baseline) (C(value), C(query), C(error)) when it has a C(max_ratio), and C(measurements): C(n), C(at) (seconds
-      after the start), C(value), C(traffic), C(window), C(verdict), and C(reason) or C(error) when not successful."
+      after the start), C(value), C(traffic), C(window), C(verdict), C(excused_by) (the O(inconclusive_when) queries
+      that held, for an excused failure), and C(reason) or C(error) when not successful."
     - "O(mode=validate): per metric C(name), each query as sent (C(query), C(baseline_query), C(min_traffic_query))
       and its value (C(value), C(baseline), C(min_traffic)); V(null) is no data."
   returned: always
@@ -252,6 +277,17 @@ metrics:
             "counts": {"successful": 0, "failed": 2, "inconclusive": 0, "error": 0},
             "measurements": [{"n": 1, "at": 60.0, "window": "60s", "value": 0.8, "traffic": 41.0,
                               "verdict": "Failed", "reason": "0.8 meets the failure condition < 0.9"}]}]
+inconclusive_when:
+  description:
+    - "O(mode=analyze): per O(inconclusive_when) query its C(name), C(query) (labels filled in), C(held_at) (the
+      measurement numbers at which it held) and C(measurements): C(n), C(at), C(value), C(holds), and C(error) when
+      Prometheus gave no answer."
+    - "O(mode=validate): per query its C(name), C(query) as sent and C(value)."
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "shared_dependency_down", "held_at": [2, 3], "query": "count(...)",
+            "measurements": [{"n": 1, "at": 4.0, "value": null, "holds": false}]}]
 started_at:
   description: Epoch seconds when the analysis started.
   returned: always
@@ -288,11 +324,16 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.payments.deploy.plugins.module_utils._analysis_options import (
     argument_spec,
+    guards_from,
     metrics_from,
     validate,
 )
 from ansible_collections.payments.deploy.plugins.module_utils._analysis_prometheus import Prometheus, QueryError
-from ansible_collections.payments.deploy.plugins.module_utils._analysis_run import Analysis, validate_queries
+from ansible_collections.payments.deploy.plugins.module_utils._analysis_run import (
+    Analysis,
+    validate_guards,
+    validate_queries,
+)
 
 
 def main() -> None:
@@ -302,19 +343,21 @@ def main() -> None:
     if problems:
         module.fail_json(msg="invalid options, no query was sent: " + "; ".join(problems), problems=problems,
                          changed=False)
-    metrics = metrics_from(params)
+    metrics, guards = metrics_from(params), guards_from(params)
     prometheus = Prometheus(params["prometheus_url"], params["timeout"], params["bearer_token"],
                             params["validate_certs"])
     if params["mode"] == "validate":
         started_wall, started = time.time(), time.monotonic()
         try:
             checked = validate_queries(prometheus, metrics, params["interval"], params["count"])
+            guards_checked = validate_guards(prometheus, guards, params["interval"], params["count"])
         except QueryError as exc:
             module.fail_json(msg=str(exc), rejected=exc.rejected, changed=False, mode="validate")
-        module.exit_json(changed=False, mode="validate", metrics=checked, started_at=round(started_wall, 3),
+        module.exit_json(changed=False, mode="validate", metrics=checked, inconclusive_when=guards_checked,
+                         started_at=round(started_wall, 3),
                          duration=round(time.monotonic() - started, 3), queries_sent=prometheus.sent,
                          query_seconds=round(prometheus.seconds, 3))
-    result = Analysis(prometheus, metrics, params["interval"], params["count"]).run()
+    result = Analysis(prometheus, metrics, params["interval"], params["count"], guards=guards).run()
     module.exit_json(changed=False, mode="analyze", **result)
 
 

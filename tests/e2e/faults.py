@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 # switch-intent.json written) and "flip" (the map file changed) come before the lock records "bake". Then the phases
 # rollback.yml records in its lock.
 PHASES = ("preflight", "Stripe webhooks", "install", "backup", "migrate", "release", "smoke test of the idle colour",
-          "switch", "intent", "flip", "bake")
+          "switch", "intent", "flip", "bake", "alert check")
 ROLLBACK_PHASES = ("switch back", "revert migrations", "mirror the deploy")
 WITHIN_SWITCH = ("intent", "flip")  # marked by the journal and the map file, not by the lock
 
@@ -128,6 +128,10 @@ class Fault:
     # records "revert migrations" a second or so before the revert connects): for an outage that must be in place
     # before the phase's first connection.
     at_rollback_record: bool = False
+    # Where the fault leaves production: "previous" (FROM: nothing moved, or traffic flipped back), "awaiting-decision"
+    # (the bake was Inconclusive: TO serves, the previous colour stays warm, a person decides) or "deployed" (TO
+    # serves, journalled as a deploy: the fault did not touch the verdict).
+    leaves: str = "previous"
 
     @property
     def lock_phase(self) -> str:

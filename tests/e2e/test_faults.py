@@ -55,6 +55,8 @@ FAULTS: list[Fault] = [
               "stay on the live colour; the next run restarts the idle one", delay=2.0),
     Outage("redis-down-smoke", "smoke test of the idle colour", "the idle colour's smoke test fails before traffic",
            program="redis"),
+    Outage("postgres-down-smoke", "smoke test of the idle colour", "the idle colour cannot serve its test payments: "
+           "traffic is never moved", program="postgres", delay=1.0),
     Outage("stripe-down-smoke", "smoke test of the idle colour", "the idle colour's test payments fail: traffic is "
            "never moved", program="stripe"),
     KilledRun("kill-9-smoke", "smoke test of the idle colour", "killed in the idle colour's smoke test: it never "
@@ -71,6 +73,18 @@ FAULTS: list[Fault] = [
               "release nobody verified, the intent names it, rollback.yml resolves it and not an older record"),
     KilledRun("kill-9-bake", "bake", "killed while it judges the new release: the lock names the bake, the intent "
               "stays unsettled, rollback.yml resolves it", delay=4.0, extra_args=("-e", "deploy_bake=true")),
+    # A dependency both colours share goes down while the new release is judged: its failures are not blamed on it
+    # (the same outage hits the previous colour), the bake is Inconclusive and a person decides; the runbook's
+    # rollback.yml then goes back.
+    Outage("stripe-down-bake", "bake", "payments fail on both colours: Inconclusive, not Failed; traffic stays, "
+           "the previous colour warm, rollback.yml goes back", program="stripe", delay=5.0,
+           extra_args=("-e", "deploy_bake=true"), leaves="awaiting-decision"),
+    Outage("postgres-down-bake", "bake", "both colours leave HAProxy: Inconclusive, not Failed; rollback.yml goes "
+           "back once PostgreSQL is back", program="postgres", delay=5.0, extra_args=("-e", "deploy_bake=true"),
+           leaves="awaiting-decision"),
+    KilledRun("kill-9-alert-check", "alert check", "killed after the journal recorded the deploy: the lock names "
+              "the alert check, the journal the new release; unlock.yml, then rollback.yml goes back", delay=1.0,
+              leaves="deployed"),
 ]
 # Then rollback.yml, from the healed deploy of TO, in its phase order: each faulted rollback starts from what the
 # previous one left once healed, and the last test's re-run must finish every step.
@@ -144,7 +158,8 @@ def customers(lab: dict) -> CustomerTraffic:
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
-def test_fault_leaves_one_journalled_release_and_loses_no_payment(fault: Fault, lab, on_previous_release, tmp_path):
+def test_fault_leaves_one_journalled_release_and_loses_no_payment(fault: Fault, lab, playbook, on_previous_release,
+                                                                  tmp_path):
     row = {"fault": fault.name, "phase": fault.phase, "heal": "pending"}
     ROWS.append(row)
     live_colour = map_colour(lab["haproxy_map_file"])
@@ -200,7 +215,14 @@ def test_fault_leaves_one_journalled_release_and_loses_no_payment(fault: Fault, 
 
     served = assert_one_coherent_release(lab)
     row["served"] = served
-    assert served == FROM, "production must stay on (or be flipped back to) the verified release"
+    if fault.leaves == "previous":
+        assert served == FROM, "production must stay on (or be flipped back to) the verified release"
+    else:
+        assert_left_on_the_new_release(fault, lab, served, held, text)
+        # The runbook's next step (a person's decision): rollback.yml goes back to the previous release.
+        back = playbook("rollback.yml")
+        row["heal"] = f"rollback.yml rc {back.rc}"
+        assert back.rc == 0 and assert_one_coherent_release(lab) == FROM, "rollback.yml did not go back"
     if fault.phase == "intent":
         assert pending and pending["release_to"] == TO, "the killed run's intent is gone"
     if fault.kills_run and fault.after_flip:
@@ -225,6 +247,28 @@ def test_fault_leaves_one_journalled_release_and_loses_no_payment(fault: Fault, 
     row["payments"] = f"{payments['succeeded']}/{payments['failed']}/{len(lost)}"
     assert payments["succeeded"] > 0, "the customers saw no payment succeed: the check proves nothing"
     assert lost == [], f"payments a customer saw succeed are lost: {lost}"
+
+
+def assert_left_on_the_new_release(fault: Fault, lab: dict, served: str, held: dict | None, text: str) -> None:
+    """TO serves and the journal says why: the bake could not judge it (awaiting a decision), or it was deployed and
+    journalled before the run died."""
+    assert served == TO, f"{fault.name} should leave {TO} serving"
+    last = journal_live(lab)
+    if fault.leaves == "awaiting-decision":
+        assert (last["kind"], last.get("state"), last["release_to"]) == ("deploy", "awaiting-decision", TO), last
+        bake = last["bake"]
+        assert bake["phase"] == "Inconclusive", bake["message"]
+        held_at = [n for guard in bake["inconclusive_when"] for n in guard["held_at"]]
+        assert held_at, f"the outage was never seen on the previous colour: {bake['inconclusive_when']}"
+        # Without the shared outage these measurements would have failed the release and flipped traffic back.
+        excused = sum(metric["counts"]["excused"] for metric in bake["metrics"])
+        assert excused > 0, f"no failure was excused, the outage did not show in the measurements: {bake['message']}"
+        assert "was INCONCLUSIVE (one of postgres, redis, stripe was down on" in text
+        assert "is kept warm: run rollback.yml to go back, or keep it" in text
+    else:
+        assert (last["kind"], last.get("state"), last["release_to"]) == ("deploy", None, TO), last
+        if fault.kills_run:
+            assert held and held["phase"] == fault.phase, f"the dead run's lock should name {fault.phase}: {held}"
 
 
 def test_heal_deploy_succeeds(lab, playbook, on_previous_release):
@@ -313,7 +357,8 @@ def test_heal_rollback_finishes_every_step(lab, playbook):
     rolled = playbook("rollback.yml")
     healed = rolled.rc == 0 and assert_one_coherent_release(lab) == FROM
     for row in ROWS:
-        row["heal"] = "ok (shared re-runs)" if healed else "FAILED"
+        if row["heal"] == "pending":  # the faults left on the new release were healed by their own rollback.yml
+            row["heal"] = "ok (shared re-runs)" if healed else "FAILED"
     assert rolled.rc == 0, "the rollback re-run after the faults failed"
     assert healed and journal_live(lab)["kind"] == "rollback"
     assert intent(lab) is None and lock(lab) is None

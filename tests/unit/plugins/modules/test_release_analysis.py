@@ -60,7 +60,8 @@ def test_good_values_pass_with_every_measurement_recorded(prometheus: FakePromet
     success, latency = result["metrics"]
     assert [m["value"] for m in success["measurements"]] == [0.97, 0.95, 0.99]
     assert [m["verdict"] for m in success["measurements"]] == ["Successful"] * 3
-    assert success["counts"] == {"successful": 3, "failed": 0, "inconclusive": 0, "error": 0}
+    assert success["counts"] == {"successful": 3, "failed": 0, "inconclusive": 0, "error": 0,
+                                 "excused": 0}
     assert success["failure_condition"] == "< 0.9" and success["query"] == 'payment_success{colour="green"}'
     assert latency["baseline"] == {"value": 0.1} and latency["max_ratio"] == 1.5
     # ${elapsed} grows with each measurement: the window since the start
@@ -217,6 +218,81 @@ def test_validate_fails_when_prometheus_is_unreachable(capsys: pytest.CaptureFix
     assert "could not be reached" in result["msg"]
 
 
+SHARED_DOWN = 'count(dependency_up{colour="${previous_colour}"} == 0)'
+GUARD_LABELS = {"colour": "green", "previous_colour": "blue", "environment": "production"}
+
+
+def guard(name: str = "shared_dependency_down", query: str = SHARED_DOWN) -> dict[str, t.Any]:
+    return {"name": name, "query": query}
+
+
+@pytest.mark.parametrize("prometheus", [script(payment_success=[0.5], dependency_up=[None, 2.0, 1.0])], indirect=True)
+def test_a_failure_while_a_shared_dependency_is_down_is_inconclusive(prometheus: FakePrometheus,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # The first measurement fails (no outage); with failure_limit 1 the next two, taken during the outage, would fail
+    # the release, but the outage excuses them: the analysis stops for a person instead of blaming the release.
+    result = analyse(prometheus, capsys, [metric()], labels=GUARD_LABELS, inconclusive_when=[guard()],
+                     failure_limit=1, inconclusive_limit=1)
+    assert result["phase"] == "Inconclusive", result["message"]
+    measurements = result["metrics"][0]["measurements"]
+    assert [m["verdict"] for m in measurements] == ["Failed", "Inconclusive", "Inconclusive"]
+    assert "excused_by" not in measurements[0]
+    assert measurements[1]["excused_by"] == ["shared_dependency_down"]
+    assert measurements[1]["reason"] == ("0.5 meets the failure condition < 0.9, while shared_dependency_down held: "
+                                         "not blamed on the release")
+    report = result["inconclusive_when"]
+    assert report[0]["query"] == 'count(dependency_up{colour="blue"} == 0)' and report[0]["held_at"] == [2, 3]
+    assert [m["value"] for m in report[0]["measurements"]] == [None, 2.0, 1.0]
+    # the guard is measured before the metrics of the same round, at the same evaluation time
+    guard_times = [form["time"] for form in prometheus.received if "dependency_up" in form["query"]]
+    metric_times = [form["time"] for form in prometheus.received if "payment_success" in form["query"]]
+    assert guard_times == metric_times
+
+
+@pytest.mark.parametrize("prometheus", [script(payment_success=[0.97, 0.5], dependency_up=[1.0])], indirect=True)
+def test_an_excused_failure_never_lets_the_metric_pass(prometheus: FakePrometheus,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    # within the inconclusive limit, a plain Inconclusive would be tolerated; an excused failure is not: the release
+    # was not seen healthy after the outage
+    result = analyse(prometheus, capsys, [metric()], labels=GUARD_LABELS, inconclusive_when=[guard()],
+                     inconclusive_limit=2)
+    assert result["phase"] == "Inconclusive"
+    verdicts = [m["verdict"] for m in result["metrics"][0]["measurements"]]
+    assert verdicts == ["Successful", "Inconclusive", "Inconclusive"]
+    assert result["metrics"][0]["counts"]["excused"] == 2
+
+
+@pytest.mark.parametrize("prometheus", [script(payment_success=[0.5], dependency_up=[
+    "NaN", (503, {"status": "error", "errorType": "unavailable", "error": "down"}), 0.0])], indirect=True)
+def test_a_guard_without_a_positive_value_excuses_nothing(prometheus: FakePrometheus,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # NaN, an unanswered guard query and 0 do not hold: the failures stand and the release is rolled back
+    result = analyse(prometheus, capsys, [metric()], labels=GUARD_LABELS, inconclusive_when=[guard()],
+                     failure_limit=2)
+    assert result["phase"] == "Failed", result["message"]
+    report = result["inconclusive_when"][0]
+    assert report["held_at"] == [] and [m["holds"] for m in report["measurements"]] == [False] * 3
+    assert "error" in report["measurements"][1] and report["measurements"][0]["value"] == "NaN"
+
+
+@pytest.mark.parametrize("prometheus", [script(payment_success=[0.97], dependency_up=[0.0])], indirect=True)
+def test_validate_sends_each_guard_once(prometheus: FakePrometheus, capsys: pytest.CaptureFixture[str]) -> None:
+    result = analyse(prometheus, capsys, [metric()], labels=GUARD_LABELS, mode="validate",
+                     inconclusive_when=[guard(query='count(dependency_up{colour="${previous_colour}"}[${elapsed}])')])
+    assert result["inconclusive_when"] == [{"name": "shared_dependency_down", "value": 0.0,
+                                            "query": 'count(dependency_up{colour="blue"}[60ms])'}]
+    assert len(prometheus.received) == 2
+
+
+@pytest.mark.parametrize("prometheus", [script(payment_success=[0.97], bad=[rejected("parse error at char 4")])],
+                         indirect=True)
+def test_validate_names_the_guard_prometheus_rejects(prometheus: FakePrometheus,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    result = analyse(prometheus, capsys, [metric()], mode="validate", inconclusive_when=[guard("odd", "bad(")])
+    assert result["failed"] is True and result["rejected"] is True
+    assert result["msg"].startswith("inconclusive_when odd: Prometheus rejected the query")
+
+
 BAD_INPUTS: list[tuple[str, dict[str, t.Any], list[dict[str, t.Any]] | None, str]] = [
     ("no metrics", {}, [], "metrics must name at least one metric"),
     ("duplicate names", {}, [metric(), metric()], "metric names must be unique: payment_success"),
@@ -250,6 +326,14 @@ BAD_INPUTS: list[tuple[str, dict[str, t.Any], list[dict[str, t.Any]] | None, str
     ("not a URL", {"prometheus_url": "prometheus:9090"}, None, "must be an http:// or https:// URL"),
     ("timeout 0", {"timeout": 0}, None, "timeout must be above 0"),
     ("bad metric name", {}, [metric(name="pay ment")], "metric name 'pay ment' must be"),
+    ("guard with an empty query", {"inconclusive_when": [guard(query=" ")]}, None,
+     "inconclusive_when[shared_dependency_down].query is empty"),
+    ("guard with an unknown placeholder", {"inconclusive_when": [guard()]}, None,
+     "inconclusive_when[shared_dependency_down].query uses unknown placeholder(s) previous_colour"),
+    ("guards with one name", {"inconclusive_when": [guard(query="a"), guard(query="b")]}, None,
+     "inconclusive_when names must be unique: shared_dependency_down"),
+    ("bad guard name", {"inconclusive_when": [guard(name="shared down", query="a")]}, None,
+     "inconclusive_when name 'shared down' must be"),
 ]
 
 
