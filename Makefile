@@ -91,7 +91,7 @@ integration: venv collection system-packages
 # --durations: the slowest tests of each run, to keep the suites inside their time budget.
 FAULT_LAB_DIR := $(CURDIR)/.lab-faults
 FAULT_LAB_ENV := PAYMENTS_LAB_DIR=$(FAULT_LAB_DIR) ANSIBLE_INVENTORY=$(FAULT_LAB_DIR)/inventory/hosts.yml
-FAULT_SUITE := PAYMENTS_E2E_FAULTS=1 $(PY) -m pytest tests/e2e/test_faults.py -q --durations=10 -p no:cacheprovider
+FAULT_SUITE := PAYMENTS_E2E_FAULTS=1 $(PY) -m pytest tests/e2e/test_faults.py tests/e2e/test_restore_faults.py -q --durations=10 -p no:cacheprovider
 
 fault-lab-up: venv system-packages collection
 	PAYMENTS_LAB_DIR=$(FAULT_LAB_DIR) lab/labctl up --port-offset 200 >/dev/null

@@ -317,6 +317,14 @@ def assert_one_coherent_release(lab: dict) -> str:
     return release
 
 
+def fault_customers(lab: dict) -> CustomerTraffic:
+    """Payments and some refunds through the production frontend, bounded, with a live-mode card (production uses
+    the live key); slow enough not to push the smoke tests' p95 over their limit on a 2-core lab."""
+    return CustomerTraffic(lab["production_url"], lab["secrets"]["api_key"], rate=1.5, duration=300,
+                           max_payments=450, refund_fraction=0.1, concurrency=2, seed=7,
+                           payment_method="pm_lab_live_visa")
+
+
 def wait_for_a_payment(traffic: CustomerTraffic, timeout: float = 45) -> None:
     """Keep the customers going after the heal until one more payment has succeeded (the instances notice a
     dependency back within seconds), so that every fault's traffic has payments to check."""

@@ -16,10 +16,9 @@ import os
 import pytest
 
 from conftest import REPO, start_playbook
-from customer_traffic import CustomerTraffic
 from faults import (ColourDies, Fault, HiddenAdminSocket, KilledRun, Outage, assert_one_coherent_release,
-                    failed_phase, failed_play, intent, journal_live, journal_state, kill_tree, lock, lost_payments,
-                    phase_rank, unlock, wait_for_a_payment, wait_for_phase)
+                    failed_phase, failed_play, fault_customers, intent, journal_live, journal_state, kill_tree, lock,
+                    lost_payments, phase_rank, unlock, wait_for_a_payment, wait_for_phase)
 from helpers import has_column, history, journal_dir, map_colour, versions_or_nothing
 
 # About 16 minutes on an idle 2-core machine: `make e2e` runs it in a pytest run of its own on a second lab, beside the
@@ -149,14 +148,6 @@ def on_previous_release(lab, playbook) -> None:
     assert assert_one_coherent_release(lab) == FROM
 
 
-def customers(lab: dict) -> CustomerTraffic:
-    """Payments and some refunds through the production frontend, bounded, with a live-mode card (production uses
-    the live key); slow enough not to push the smoke tests' p95 over their limit on a 2-core lab."""
-    return CustomerTraffic(lab["production_url"], lab["secrets"]["api_key"], rate=1.5, duration=300,
-                           max_payments=450, refund_fraction=0.1, concurrency=2, seed=7,
-                           payment_method="pm_lab_live_visa")
-
-
 @pytest.mark.parametrize("fault", FAULTS, ids=[fault.name for fault in FAULTS])
 def test_fault_leaves_one_journalled_release_and_loses_no_payment(fault: Fault, lab, playbook, on_previous_release,
                                                                   tmp_path):
@@ -172,7 +163,7 @@ def test_fault_leaves_one_journalled_release_and_loses_no_payment(fault: Fault, 
             # Customers from the fault's phase on: the phases before it run as without the fault (on this 2-core lab
             # steady traffic pushes the idle colour's smoke test past its p95 limit in some runs).
             wait_for_phase(lab, run, fault.lock_phase)
-            traffic = customers(lab).start()
+            traffic = fault_customers(lab).start()
             fault.trigger(lab, run, live_colour)
             phase_at_kill = (lock(lab) or {}).get("phase", "")
             fault.inject(lab, run)
@@ -296,13 +287,13 @@ def test_rollback_fault_leaves_one_journalled_release_and_loses_no_payment(fault
     try:
         try:
             if fault.phase == "switch back":  # one module call takes the lock and flips: strike before it starts
-                traffic = customers(lab).start()
+                traffic = fault_customers(lab).start()
                 fault.inject(lab, None)
                 injected = True
                 run = start_playbook("rollback.yml", log=log)
             else:
                 run = start_playbook("rollback.yml", log=log)
-                traffic = customers(lab).start()
+                traffic = fault_customers(lab).start()
                 fault.trigger(lab, run, "")
                 fault.inject(lab, run)
                 injected = True
