@@ -112,8 +112,8 @@ e2e: lab-up fault-lab-up
 e2e-bake: lab-up
 	$(PY) -m pytest tests/e2e/test_bake.py -q
 
-# The fault suite alone on the first lab (30 faults in the phases of a deploy and of a rollback, under customer
-# traffic; about 20 minutes). `make e2e` runs it on the second lab beside the other suites.
+# The fault suite alone on the first lab (34 faults in the phases of a deploy, a rollback and a restore, under
+# customer traffic; about 30 minutes). `make e2e` runs it on the second lab beside the other suites.
 e2e-faults: lab-up
 	$(FAULT_SUITE)
 

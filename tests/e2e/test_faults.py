@@ -81,6 +81,9 @@ FAULTS: list[Fault] = [
     Outage("postgres-down-bake", "bake", "both colours leave HAProxy: Inconclusive, not Failed; rollback.yml goes "
            "back once PostgreSQL is back", program="postgres", delay=5.0, extra_args=("-e", "deploy_bake=true"),
            leaves="awaiting-decision"),
+    Outage("redis-down-bake", "bake", "payments still succeed (Redis is a cache, rate limits fail open) but p95 "
+           "latency rises on both colours: Inconclusive, not Failed; rollback.yml goes back", program="redis",
+           delay=5.0, extra_args=("-e", "deploy_bake=true"), leaves="awaiting-decision"),
     KilledRun("kill-9-alert-check", "alert check", "killed after the journal recorded the deploy: the lock names "
               "the alert check, the journal the new release; unlock.yml, then rollback.yml goes back", delay=1.0,
               leaves="deployed"),
