@@ -135,7 +135,7 @@ options:
         above V(0). No data, NaN and an unanswered query do not hold.
       - While one holds, a measurement that would be V(Failed) is V(Inconclusive) instead, with the guard named in its
         C(reason) and C(excused_by). Successful and Inconclusive measurements are unchanged, and a metric with an
-        excused failure is never V(Successful): a shared outage makes the analysis V(Inconclusive) (a person decides)
+        excused failure is never V(Successful); a shared outage makes the analysis V(Inconclusive) (a person decides)
         unless another metric failed on its own.
       - With O(mode=validate) each is sent once too.
     type: list
