@@ -130,7 +130,7 @@ class Fault:
     at_rollback_record: bool = False
     # Where the fault leaves production: "previous" (FROM: nothing moved, or traffic flipped back), "awaiting-decision"
     # (the bake was Inconclusive: TO serves, the previous colour stays warm, a person decides) or "deployed" (TO
-    # serves, journalled as a deploy: the fault did not touch the verdict).
+    # serves, journalled as a deploy: the fault did not touch the verdict) or "new release" (either of the last two).
     leaves: str = "previous"
 
     @property
