@@ -254,6 +254,14 @@ def _message(phase: str, runs: list[MetricRun]) -> str:
     return f"{phase}: " + "; ".join(parts)
 
 
+def _send_once(prometheus: Prometheus, what: str, role: str, query: str, at: float | None) -> t.Any:
+    """One query of validate mode; a QueryError names what sent it and the query."""
+    try:
+        return prometheus.query(query, at)
+    except QueryError as exc:
+        raise QueryError(f"{what}: {exc}; {role}: {query}", rejected=exc.rejected) from None
+
+
 def validate_queries(prometheus: Prometheus, metrics: list[Metric], interval: float, count: int) -> list[dict[str, t.Any]]:
     """Send each query once (``${elapsed}`` as the whole window). Raises QueryError naming the metric and the query
     when Prometheus cannot be reached, rejects a query or answers more than one series; no data is fine here."""
@@ -264,10 +272,7 @@ def validate_queries(prometheus: Prometheus, metrics: list[Metric], interval: fl
         for role, template in metric.queries():
             query = fill(template, values)
             at = metric.baseline_time if role == "baseline_query" else None
-            try:
-                sample = prometheus.query(query, at)
-            except QueryError as exc:
-                raise QueryError(f"metric {metric.name}: {exc}; {role}: {query}", rejected=exc.rejected) from None
+            sample = _send_once(prometheus, f"metric {metric.name}", role, query, at)
             entry[role] = query
             entry["value" if role == "query" else role.replace("_query", "")] = _shown(sample.value)
         checked.append(entry)
@@ -281,9 +286,6 @@ def validate_guards(prometheus: Prometheus, guards: t.Sequence[Guard], interval:
     checked = []
     for guard in guards:
         query = fill(guard.query, values)
-        try:
-            sample = prometheus.query(query, None)
-        except QueryError as exc:
-            raise QueryError(f"inconclusive_when {guard.name}: {exc}; query: {query}", rejected=exc.rejected) from None
+        sample = _send_once(prometheus, f"inconclusive_when {guard.name}", "query", query, None)
         checked.append({"name": guard.name, "query": query, "value": _shown(sample.value)})
     return checked
