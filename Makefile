@@ -4,12 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 COLLECTION_LINK := .cache/collections/ansible_collections/payments/deploy
-DEBIAN_PACKAGES := haproxy redis-server shellcheck prometheus prometheus-alertmanager minisign
+DEBIAN_PACKAGES := haproxy redis-server shellcheck prometheus prometheus-alertmanager minisign openssh-server sudo
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit rules \
-	integration e2e e2e-bake e2e-faults clean checks-without-lab fault-lab-up
+	integration e2e e2e-bake e2e-faults e2e-ssh clean checks-without-lab fault-lab-up
 
 help:
 	@echo "make demo   set up, start the lab, deploy 1.1.0 and show the result"
@@ -111,6 +111,12 @@ e2e: lab-up fault-lab-up
 # The bake under customer traffic alone (also part of `make e2e`).
 e2e-bake: lab-up
 	$(PY) -m pytest tests/e2e/test_bake.py -q
+
+# Deploy, rollback and deploy again over SSH (inventories/lab-ssh: a deploy user, become through sudo, host key
+# checking on) and the unreachable-host and no-sudo refusals. Part of `make e2e`; the suite adds the lab's SSH hosts
+# (labctl up --ssh, as root) when they are not there.
+e2e-ssh: lab-up
+	$(PY) -m pytest tests/e2e/test_over_ssh.py -q
 
 # The fault suite alone on the first lab (34 faults in the phases of a deploy, a rollback and a restore, under
 # customer traffic; about 30 minutes). `make e2e` runs it on the second lab beside the other suites.

@@ -19,6 +19,7 @@ from typing import Callable
 import yaml
 
 import build_release
+import ssh_hosts
 
 REPO = Path(__file__).resolve().parent.parent
 LAB_SRC = REPO / "lab"
@@ -343,6 +344,8 @@ def render_lab_supervisor(state: Path, topo: dict, creds: dict, keep_haproxy_cfg
     for host in topo["apps"]:
         conf += program(f"host-{host}", f"{bindir / 'supervisord'} -c {render_app_host(state, host)}", logs,
                         priority="30", stopwaitsecs="60")
+    for name, command in ssh_hosts.programs(state).items():
+        conf += program(name, command, logs, priority="30", stopsignal="TERM")
     conf = conf.replace("user=\n", "")
     path = state / "supervisord.conf"
     path.write_text(conf)
@@ -516,6 +519,7 @@ def endpoints(state: Path, topo: dict) -> dict:
         "secrets_file": str(state / "secrets.json"),
         "state_dir": str(state),
         "inventory": str(inventory_dir(state) / "hosts.yml"),
+        **ssh_hosts.endpoints(state),
     }
 
 
@@ -530,6 +534,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise SystemExit(f"labctl: the lab in {state} runs on other ports; 'labctl down' it first")
         write_moved_inventory(state, offset)
     topo = load_topology()
+    if getattr(args, "ssh", False):
+        if offset or state != (REPO / ".lab").resolve():
+            raise SystemExit("labctl: --ssh is for the first lab only (its SSH ports are in inventories/lab-ssh)")
+        if os.geteuid() != 0:
+            raise SystemExit("labctl: --ssh starts sshd and creates the deploy user: run it as root")
+    ssh = getattr(args, "ssh", False) or ssh_hosts.enabled(state)
+    if ssh:
+        ssh_hosts.prepare(state)
     creds = ensure_secrets(state)
     init_postgres(state, topo, creds)
     for version in build_artifacts(state):
@@ -552,7 +564,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if reload_lb and not outdated:
             reload_haproxy(state, haproxy_cfg)
     else:
-        busy = [f"{name} ({port})" for name, port in topo["ports"].items() if port_in_use(port)]
+        wanted = {**topo["ports"], **({f"ssh-{h}": p for h, p in ssh_hosts.ssh_ports().items()} if ssh else {})}
+        busy = [f"{name} ({port})" for name, port in wanted.items() if port_in_use(port)]
         if busy:
             raise SystemExit(f"labctl: ports already in use by another process: {', '.join(busy)}; "
                              "stop it (another checkout's lab? run its 'labctl down') and retry")
@@ -575,6 +588,9 @@ def cmd_up(args: argparse.Namespace) -> int:
                                                       method="POST"), timeout=10).close()
     for host in topo["apps"]:
         wait_for(f"supervisor of {host}", lambda h=host: (state / "hosts" / h / "run" / "supervisor.sock").exists())
+    if ssh:
+        for host, port in ssh_hosts.ssh_ports().items():
+            wait_for(f"sshd of {host}", lambda p=port: tcp_open(p))
     create_databases(state, topo, creds)
     create_bucket(topo)
     print(f"lab is up: state in {state}")
@@ -616,7 +632,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     info = endpoints(state, topo)
     info["programs"] = program_states(state)
     # A lab started by an older labctl lacks newer programs (the SMTP sink): not running until `up` adds them.
-    expected = {*LAB_PROGRAMS, *(f"host-{host}" for host in topo["apps"])}
+    expected = {*LAB_PROGRAMS, *(f"host-{host}" for host in topo["apps"]), *ssh_hosts.programs(state)}
     info["running"] = expected <= info["programs"].keys() and all(s == "RUNNING" for s in info["programs"].values())
     if args.json:
         print(json.dumps(info, indent=2))
@@ -636,6 +652,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port-offset", type=int, default=0,
                     help="a second lab: every port moved by this much, its inventory written to the state directory "
                          "(PAYMENTS_LAB_DIR, required)")
+    up.add_argument("--ssh", action="store_true",
+                    help="also run every host as an SSH target (one sshd each, a deploy user with sudo; needs root); "
+                         "kept on later `up` runs until `down --purge`")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop every lab process")
     down.add_argument("--purge", action="store_true", help="also delete the lab state directory")
