@@ -458,6 +458,22 @@ def build_artifacts(state: Path, source: Path = build_release.DEFAULT_SOURCE) ->
     return written
 
 
+def sign_artifacts(state: Path) -> Path:
+    """Sign every lab release with minisign, as a release pipeline does (the lab's key has no password and stays in the
+    lab state); returns the public key file. inventories/lab does not ask for signatures, the example inventory does."""
+    keys = state / "signing"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    secret, public = keys / "release.key", keys / "release.pub"
+    if not secret.exists():
+        subprocess.run(["minisign", "-G", "-W", "-p", str(public), "-s", str(secret)], check=True, capture_output=True)
+    for tarball in sorted((state / "artifacts").glob("*.tar.gz")):
+        signature = tarball.with_name(tarball.name + ".minisig")
+        if not signature.exists() or signature.stat().st_mtime < tarball.stat().st_mtime:
+            subprocess.run(["minisign", "-S", "-s", str(secret), "-m", str(tarball), "-t", tarball.name[:-len(".tar.gz")]],
+                           check=True, capture_output=True)
+    return public
+
+
 def supervisorctl(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run([str(venv_bin() / "supervisorctl"), "-c", str(state / "supervisord.conf"), *args],
                           capture_output=True, text=True, check=check)
@@ -517,6 +533,7 @@ def endpoints(state: Path, topo: dict) -> dict:
         "haproxy_admin_socket": str(lb_root / "run" / "haproxy" / "admin.sock"),
         "haproxy_map_file": str(lb_root / "etc" / "haproxy" / "colours.map"),
         "secrets_file": str(state / "secrets.json"),
+        "release_signing_public_key": str(state / "signing" / "release.pub"),
         "state_dir": str(state),
         "inventory": str(inventory_dir(state) / "hosts.yml"),
         **ssh_hosts.endpoints(state),
@@ -546,6 +563,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     init_postgres(state, topo, creds)
     for version in build_artifacts(state):
         print(f"built payment-service {version} (the service's source changed since the last build)")
+    sign_artifacts(state)
     running = supervisor_running(state)
     haproxy_cfg = haproxy_paths(state, topo)[0]
     reload_lb = running and (not haproxy_cfg.exists() or haproxy_cfg.read_text() != haproxy_config(state, topo))
