@@ -163,6 +163,47 @@ def chown_postgres(path: Path) -> None:
         shutil.chown(path, "postgres", "postgres")
 
 
+def ensure_tls(state: Path) -> Path:
+    """The lab's CA and server certificate (lab/playbooks/tls.yml, community.crypto), made when a file is missing or
+    the server certificate expires within 30 days; returns the directory (ca.pem, server.pem, server.key)."""
+    tls = state / "tls"
+    files = [tls / name for name in ("ca.pem", "ca.key", "server.pem", "server.key")]
+    if all(path.exists() for path in files) and subprocess.run(
+            ["openssl", "x509", "-checkend", str(30 * 86400), "-noout", "-in", str(tls / "server.pem")],
+            capture_output=True, check=False).returncode == 0:
+        return tls
+    done = subprocess.run([str(venv_bin() / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(LAB_SRC / "playbooks" / "tls.yml"), "-e", f"lab_tls_dir={tls}",
+                           "-e", f"ansible_python_interpreter={venv_bin() / 'python'}"],
+                          capture_output=True, text=True, check=False,
+                          env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+    if done.returncode != 0:
+        raise SystemExit(f"labctl: making the lab's certificates failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return tls
+
+
+def configure_postgres_tls(state: Path, tls: Path) -> bool:
+    """PostgreSQL serves TLS with the lab CA's certificate (clients use sslmode=verify-full); returns whether the
+    settings changed (a running server then reloads them)."""
+    data = state / "postgres" / "data"
+    key = state / "postgres" / "server.key"  # PostgreSQL wants its key owned by its user, mode 0600
+    shutil.copyfile(tls / "server.key", key)
+    key.chmod(0o600)
+    chown_postgres(key)
+    settings = (f"# Written by labctl: TLS with the lab CA's server certificate.\nssl = on\n"
+                f"ssl_cert_file = '{tls / 'server.pem'}'\nssl_key_file = '{key}'\nssl_min_protocol_version = 'TLSv1.2'\n")
+    path = data / "lab-tls.conf"
+    changed = not path.exists() or path.read_text() != settings
+    path.write_text(settings)
+    chown_postgres(path)
+    conf = data / "postgresql.conf"
+    if "include_if_exists = 'lab-tls.conf'" not in conf.read_text():
+        with conf.open("a") as out:
+            out.write("include_if_exists = 'lab-tls.conf'\n")
+        changed = True
+    return changed
+
+
 def init_postgres(state: Path, topo: dict, creds: dict) -> None:
     data = state / "postgres" / "data"
     run = state / "run" / "postgres"
@@ -533,6 +574,7 @@ def endpoints(state: Path, topo: dict) -> dict:
         "haproxy_admin_socket": str(lb_root / "run" / "haproxy" / "admin.sock"),
         "haproxy_map_file": str(lb_root / "etc" / "haproxy" / "colours.map"),
         "secrets_file": str(state / "secrets.json"),
+        "tls_ca_file": str(state / "tls" / "ca.pem"),
         "release_signing_public_key": str(state / "signing" / "release.pub"),
         "state_dir": str(state),
         "inventory": str(inventory_dir(state) / "hosts.yml"),
@@ -561,6 +603,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         ssh_hosts.prepare(state)
     creds = ensure_secrets(state)
     init_postgres(state, topo, creds)
+    reload_postgres = configure_postgres_tls(state, ensure_tls(state))
     for version in build_artifacts(state):
         print(f"built payment-service {version} (the service's source changed since the last build)")
     sign_artifacts(state)
@@ -592,6 +635,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         wait_for("supervisord", lambda: supervisor_running(state))
     ports = topo["ports"]
     wait_for("postgres", lambda: tcp_open(ports["postgres"]))
+    if running and reload_postgres:
+        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "reload", "-s", "-D", str(state / "postgres" / "data")]),
+                       check=True)
     wait_for("redis", lambda: tcp_open(ports["redis"]))
     wait_for("s3", lambda: http_ok(f"http://127.0.0.1:{ports['s3']}/"))
     wait_for("stripe", lambda: http_ok(f"http://127.0.0.1:{ports['stripe']}/_emulator/health"))

@@ -16,10 +16,9 @@ pytestmark = pytest.mark.timeout(900)
 EXAMPLE = REPO / "inventories" / "example"
 OVERLAY = EXAMPLE / "lab-overlay.yml"
 # What the overlay may set that the example does not: its own helpers, the vault's values, how the lab's hosts are
-# reached and run (a directory each, the local connection, supervisord as the lab user), and the lab database's
-# missing TLS.
+# reached and run (a directory each, the local connection, supervisord as the lab user) and the S3 endpoint.
 LAB_ONLY = {"ansible_connection", "release_service_group", "release_files_owner", "release_files_group",
-            "backup_s3_endpoint_url", "restore_s3_endpoint_url", "payments_db_ssl_mode", "payments_db_plaintext_opt_out"}
+            "backup_s3_endpoint_url", "restore_s3_endpoint_url"}
 
 
 def example_vars(environment: str) -> dict:
