@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 COLLECTION_LINK := .cache/collections/ansible_collections/payments/deploy
-DEBIAN_PACKAGES := haproxy redis-server shellcheck prometheus prometheus-alertmanager minisign openssh-server sudo
+DEBIAN_PACKAGES := haproxy redis-server shellcheck prometheus prometheus-alertmanager minisign openssh-server sudo systemd
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 

@@ -150,7 +150,7 @@ def run_install(collections: Path, tmp_path: Path, hosts: dict[str, dict[str, t.
     common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
               "release_name": build_release.NAME, "payments_colour_ports": {"blue": 1, "green": 2},
               "payments_env": {"GREETING": 'a "quoted" value'}, "release_colour": "blue",
-              "release_supervisor_config": "/nonexistent", **common}
+              "release_service_manager": "supervisor", "release_supervisor_config": "/nonexistent", **common}
     inventory.write_text(json.dumps({"all": {"hosts": hosts, "vars": common}}))
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_PIPELINING": "1"}
