@@ -167,7 +167,7 @@ def test_systemd_unit_is_hardened_and_passes_systemd_analyze(world, systemd_run)
     settings: dict[str, list[str]] = {}
     for line in unit.read_text().splitlines():
         if "=" in line and not line.startswith("#"):
-            key, _, value = line.partition("=")
+            key, value = line.split("=", 1)
             settings.setdefault(key, []).append(value)
     me = pwd.getpwuid(os.geteuid()).pw_name
     assert settings["User"] == [me] and settings["KillSignal"] == ["SIGTERM"] and settings["KillMode"] == ["mixed"]
