@@ -62,13 +62,18 @@ def test_check_fails_listing_what_is_missing(run_role: t.Callable[..., Run]) -> 
 
 def test_defaults_for_every_kind_of_host(run_role: t.Callable[..., Run]) -> None:
     """A host in every default group is checked for the union of the default requirements (whether this machine
-    has them all depends on what it has installed, so only the names are compared)."""
-    run = run_role("check", None, groups=("loadbalancers", "production_app", "databases"))
-    checked = next(result for name, result in run.tasks()
-                   if name == "Look for the Python libraries and programs the payments.deploy modules need on this host")
-    names = [item["name"] for item in checked["present"] + checked["missing"]]
-    assert sorted(names) == sorted(["stripe", "requests", "redis", "cryptography", "psycopg", "yaml", "zstandard", "boto3",
-                                    "haproxy", "supervisorctl", "pg_dump", "pg_restore"])
+    has them all depends on what it has installed, so only the names are compared). The app hosts' service manager
+    command follows release_service_manager: systemctl by default, release_supervisorctl_path under supervisor."""
+    common = ["stripe", "requests", "redis", "cryptography", "psycopg", "yaml", "zstandard", "boto3", "haproxy",
+              "pg_dump", "pg_restore"]
+    for extra, manager in (({}, "systemctl"),
+                           ({"release_service_manager": "supervisor", "release_supervisorctl_path": "/opt/x/supervisorctl"},
+                            "/opt/x/supervisorctl")):
+        run = run_role("check", None, groups=("loadbalancers", "production_app", "databases"), **extra)
+        checked = next(result for name, result in run.tasks()
+                       if name == "Look for the Python libraries and programs the payments.deploy modules need on this host")
+        names = [item["name"] for item in checked["present"] + checked["missing"]]
+        assert sorted(names) == sorted([*common, manager])
     assert checked["changed"] is False
 
 
