@@ -1,10 +1,9 @@
 """Start one colour of a service that keeps the payments.deploy contract.
 
-Run from the release directory: reads the colour's env file when given (systemd EnvironmentFile syntax,
-values double-quoted with backslash escapes; under systemd, EnvironmentFile= has already set the environment) and
-the release's manifest.json, puts the port into the start command and replaces itself with it, so the supervisor's
-signals (SIGTERM: graceful stop) reach the service directly. Values are never passed through a shell and never
-printed.
+Run from the release directory: reads the colour's env file (systemd EnvironmentFile syntax, values
+double-quoted with backslash escapes) and the release's manifest.json, puts the port into the start
+command and replaces itself with it, so the supervisor's signals (SIGTERM: graceful stop) reach the
+service directly. Values are never passed through a shell and never printed.
 """
 import argparse
 import json
@@ -39,7 +38,7 @@ def parse_env_file(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env-file", help="the colour's env file; without it the environment is used as it is")
+    parser.add_argument("--env-file", required=True)
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--manifest", default="manifest.json")
     args = parser.parse_args()
@@ -47,8 +46,7 @@ def main():
         manifest = json.load(handle)
     argv = shlex.split(manifest["start_command"].replace("{port}", str(args.port)))
     env = dict(os.environ)
-    if args.env_file:
-        env.update(parse_env_file(args.env_file))
+    env.update(parse_env_file(args.env_file))
     sys.stdout.flush()
     os.execvpe(argv[0], argv, env)
 
