@@ -18,7 +18,7 @@ import typing as t
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "haproxy"))
-from real_haproxy import HAPROXY, QuietServer, collections_dir_for_checkout, runtime_command  # noqa: E402,F401  pylint: disable=wrong-import-position
+from real_haproxy import HAPROXY, QuietServer, collections_dir_for_checkout, runtime_command  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
@@ -119,9 +119,11 @@ class RoleRun(t.NamedTuple):
 
 
 class LoadBalancerLab:
-    """A temporary host root: inventory, HAProxy configuration, map, pid file and admin socket."""
+    """A temporary host root: inventory, HAProxy configuration, map, pid file and admin socket. The inventory sets the
+    traffic_switch role's traffic_lb_admin_socket and traffic_lb_map_file only: the loadbalancer role takes them."""
 
     SIGNAL_TASK = "Send SIGUSR2 to the master (a new worker takes the listeners; old workers finish their connections)"
+    REPORT_TASK = "Report what was loaded"
 
     def __init__(self, directory: Path, collections: Path) -> None:
         self.dir = directory
@@ -157,6 +159,8 @@ class LoadBalancerLab:
             "loadbalancer_environments": self.environments,
             "loadbalancer_reload_check_delay": 1,
         }
+        if os.geteuid() != 0:  # only root can start workers as another user
+            lb_vars.update(loadbalancer_user="", loadbalancer_group="")
         return {"all": {"children": {"loadbalancers": {"hosts": {"lb1": lb_vars}},
                                      "production_app": {"hosts": apps}}}}
 
@@ -221,7 +225,7 @@ class LoadBalancerLab:
 
     def wait_for(self, predicate: t.Callable[[], bool], what: str, attempts: int = 150) -> None:
         """Polls (0.1 s apart, a bounded number of times): a bound against hanging, not a timing assertion."""
-        for _ in range(attempts):
+        for attempt in range(attempts):  # pylint: disable=unused-variable
             if self.master is not None and self.master.poll() is not None:
                 raise AssertionError(f"haproxy exited with {self.master.returncode}:\n{self.log.read_text()}")
             if predicate():
