@@ -1,5 +1,5 @@
 """Helpers for the loadbalancer role tests: a real HAProxy (master-worker) configured by the loadbalancer role through ansible-playbook, in front of small
-Python HTTP servers (one per app host and colour). Every port is taken from 33000-33099; every process and thread
+Python HTTP servers (one per app host and colour). Every port is taken from 24100-24199; every process and thread
 started here is stopped at the end."""
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from real_haproxy import HAPROXY, QuietServer, collections_dir_for_checkout, run
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
 ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=str(VENV_BIN)) or shutil.which("ansible-playbook")
-PORT_RANGE = range(33000, 33100)
+PORT_RANGE = range(24100, 24200)
 _taken: set[int] = set()
 
 
 def free_port() -> int:
-    """A port of 33000-33099 that nothing listens on and that this session has not handed out yet."""
+    """A port of 24100-24199 (below the ephemeral range) that nothing listens on and that this session has not handed out yet."""
     for port in PORT_RANGE:
         if port in _taken:
             continue
@@ -40,7 +40,7 @@ def free_port() -> int:
                 continue
         _taken.add(port)
         return port
-    raise RuntimeError("no free port left in 33000-33099")
+    raise RuntimeError("no free port left in 24100-24199")
 
 
 class App:
@@ -119,11 +119,9 @@ class RoleRun(t.NamedTuple):
 
 
 class LoadBalancerLab:
-    """A temporary host root: inventory, HAProxy configuration, map, pid file and admin socket. The inventory sets the
-    traffic_switch role's traffic_lb_admin_socket and traffic_lb_map_file only: the loadbalancer role takes them."""
+    """A temporary host root: inventory, HAProxy configuration, map, pid file and admin socket."""
 
     SIGNAL_TASK = "Send SIGUSR2 to the master (a new worker takes the listeners; old workers finish their connections)"
-    REPORT_TASK = "Report what was loaded"
 
     def __init__(self, directory: Path, collections: Path) -> None:
         self.dir = directory
@@ -159,8 +157,6 @@ class LoadBalancerLab:
             "loadbalancer_environments": self.environments,
             "loadbalancer_reload_check_delay": 1,
         }
-        if os.geteuid() != 0:  # only root can start workers as another user
-            lb_vars.update(loadbalancer_user="", loadbalancer_group="")
         return {"all": {"children": {"loadbalancers": {"hosts": {"lb1": lb_vars}},
                                      "production_app": {"hosts": apps}}}}
 
