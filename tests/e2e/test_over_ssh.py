@@ -13,9 +13,10 @@ import pytest
 
 from conftest import REPO, run_playbook
 from helpers import journal, lab_program, live, lock_file, map_colour
-from test_blue_green import assert_zero_downtime, under_load
+from loadgen import LoadGenerator, summarize
+from test_blue_green import assert_zero_downtime
 
-pytestmark = [pytest.mark.timeout(900),
+pytestmark = [pytest.mark.timeout(1800),
               pytest.mark.skipif(os.geteuid() != 0, reason="the SSH lab starts sshd and a sudo user: it needs root")]
 SSH_INVENTORY = REPO / "inventories" / "lab-ssh"
 SUDOERS = Path("/etc/sudoers.d/payments-lab-deploy")
@@ -38,6 +39,18 @@ def fresh_connections(tmp_path) -> dict:
     """A control path directory of its own: no SSH master connection of an earlier run is reused, so a stopped sshd
     or a changed key is really met."""
     return {"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")}
+
+
+def under_load(lab: dict, action):
+    """Run action() while persistent connections send requests through the production frontend. A run over SSH on a
+    busy machine can take minutes: the generator's own bounds (15 minutes, a million requests) only stop a runaway."""
+    gen = LoadGenerator(lab["production_url"] + "/version", concurrency=4, duration=900, max_requests=1_000_000,
+                        pause=0.01)
+    with gen:
+        result = action()
+    samples = gen.stop()
+    print(summarize(samples))
+    return result, samples
 
 
 def over_ssh(playbook: str, *args: str, env: dict | None = None):
