@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,8 +29,11 @@ _taken: set[int] = set()
 
 
 def free_port() -> int:
-    """A port of 24100-24199 (below the ephemeral range) that nothing listens on and that this session has not handed out yet."""
-    for port in PORT_RANGE:
+    """A port of 24100-24199 (below the kernel's ephemeral range, so no outgoing connection holds it) that nothing
+    listens on and that this session has not handed out yet. The search starts at a random port, so that two runs of
+    this suite at once rarely pick the same free port before either binds it."""
+    start = random.randrange(len(PORT_RANGE))
+    for port in [*PORT_RANGE[start:], *PORT_RANGE[:start]]:
         if port in _taken:
             continue
         with socket.socket() as sock:
@@ -119,9 +123,11 @@ class RoleRun(t.NamedTuple):
 
 
 class LoadBalancerLab:
-    """A temporary host root: inventory, HAProxy configuration, map, pid file and admin socket."""
+    """A temporary host root: inventory, HAProxy configuration, map, pid file and admin socket. The inventory sets the
+    traffic_switch role's traffic_lb_admin_socket and traffic_lb_map_file only: the loadbalancer role takes them."""
 
     SIGNAL_TASK = "Send SIGUSR2 to the master (a new worker takes the listeners; old workers finish their connections)"
+    REPORT_TASK = "Report what was loaded"
 
     def __init__(self, directory: Path, collections: Path) -> None:
         self.dir = directory
@@ -157,6 +163,8 @@ class LoadBalancerLab:
             "loadbalancer_environments": self.environments,
             "loadbalancer_reload_check_delay": 1,
         }
+        if os.geteuid() != 0:  # only root can start workers as another user
+            lb_vars.update(loadbalancer_user="", loadbalancer_group="")
         return {"all": {"children": {"loadbalancers": {"hosts": {"lb1": lb_vars}},
                                      "production_app": {"hosts": apps}}}}
 

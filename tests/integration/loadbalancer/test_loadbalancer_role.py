@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from lb_lab import HAPROXY, LoadBalancerLab, free_port
+from lb_lab import HAPROXY, LoadBalancerLab, RoleRun, free_port
 
 
 def get(port: int, path: str = "/version") -> tuple[int, dict[str, str], bytes]:
@@ -47,11 +47,13 @@ def backend_servers(cfg: str) -> dict[str, list[str]]:
 
 
 class LoadGenerator:
-    """Threads sending GET /version through the frontend, one connection per request; stops by itself after
-    ``max_requests`` requests or ``max_seconds`` seconds, or when ``stop()`` is called."""
+    """Threads sending GET /version through the frontend, one connection per request and a short pause between two
+    requests of a thread (so that the load leaves the role's run some CPU); stops by itself after ``max_requests``
+    requests or ``max_seconds`` seconds, or when ``stop()`` is called."""
 
-    def __init__(self, port: int, threads: int = 4, max_requests: int = 200_000, max_seconds: float = 180.0) -> None:
-        self.port, self.max_requests, self.max_seconds = port, max_requests, max_seconds
+    def __init__(self, port: int, threads: int = 4, pause: float = 0.005, max_requests: int = 500_000,
+                 max_seconds: float = 600.0) -> None:
+        self.port, self.pause, self.max_requests, self.max_seconds = port, pause, max_requests, max_seconds
         self.deadline = 0.0
         self.lock = threading.Lock()
         self.sent = self.failed = self.in_flight = 0
@@ -85,6 +87,7 @@ class LoadGenerator:
                 else:
                     self.failed += 1
                     self.errors.append(instance)
+            self.done.wait(self.pause)
 
     def snapshot(self) -> tuple[int, int]:
         with self.lock:
@@ -103,7 +106,8 @@ def test_every_app_host_in_both_backends_and_a_second_run_changes_nothing(lb: Lo
         assert backends[f"production_{colour}"] == [f"{h} 127.0.0.1:{lb.apps[(h, colour)].port}" for h in ("app1", "app2")]
     assert "option httpchk GET /healthz/lb" in cfg and "http-check expect status 200" in cfg
     assert f"use_backend production_%[str(production),map({lb.map_file},blue)]" in cfg
-    assert "master-worker" in cfg and "expose-fd listeners" in cfg
+    assert "master-worker" in cfg
+    assert f"stats socket {lb.socket} mode 600 level admin expose-fd listeners" in cfg
     assert lb.map_file.read_text() == "production blue\n"
     check = subprocess.run([HAPROXY, "-c", "-f", str(lb.cfg)], capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -149,11 +153,44 @@ def test_adding_an_app_host_under_load_reloads_without_failing_a_request(lb: Loa
     assert load.instances.get("app3-green", 0) > 0, load.instances
     assert lb.map_file.read_text() == "production green\n" != map_before
     assert {"production_blue/app3", "production_green/app3"} <= set(lb.servers())
-    report = [r for r in run.task_results("Report the servers added and removed") if not r.get("skipped")]
-    print(f"role's report: {report[0]['msg'] if report else None}")
-    assert report and report[0]["msg"]["servers_added"] == ["production_blue/app3", "production_green/app3"], report
-    assert report[0]["msg"]["servers_removed"] == []
-    assert report[0]["msg"]["compared_with"] == "the servers HAProxy knew before"
+    report = _report(run)
+    print(f"role's report: {report}")
+    assert report["reason"] == "the configuration changed"
+    assert report["servers_added"] == ["production_blue/app3", "production_green/app3"], report
+    assert report["servers_removed"] == []
+    assert report["compared_with"] == "the servers HAProxy knew before"
+    assert len(report["new_workers"]) == 1, report
+
+
+def _report(run: RoleRun) -> dict:
+    """The role's report of the reload (fails the test when the role printed none)."""
+    reports = [r["msg"] for r in run.task_results(LoadBalancerLab.REPORT_TASK) if not r.get("skipped")]
+    assert len(reports) == 1, run.output
+    return reports[0]
+
+
+def test_a_file_written_but_never_loaded_is_loaded_by_the_next_run(lb: LoadBalancerLab) -> None:
+    old_worker = lb.worker_pid()
+    lb.app_hosts.remove("app2")
+    written = lb.run_role({"loadbalancer_reload": "none"})  # like a run stopped between the write and the reload
+    assert written.rc == 0, written.output
+    assert not written.ran(lb.SIGNAL_TASK)
+    assert "production_blue/app2" in lb.servers() and lb.worker_pid() == old_worker
+
+    run = lb.run_role()
+    assert run.rc == 0, run.output
+    report = _report(run)
+    print(f"\nrole's report: {report}")
+    assert run.ran(lb.SIGNAL_TASK)
+    assert report["reason"] == "HAProxy runs other servers than the configuration file"
+    assert report["servers_removed"] == ["production_blue/app2", "production_green/app2"], report
+    assert report["servers_added"] == []
+    assert set(lb.servers()) == {"production_blue/app1", "production_green/app1"}
+    assert lb.worker_pid() not in (None, old_worker)
+
+    again = lb.run_role()
+    assert again.rc == 0 and again.changed() == 0, again.output
+    assert not again.ran(lb.SIGNAL_TASK)
 
 
 def _assert_untouched_and_serving(lb: LoadBalancerLab, cfg: str, worker: int | None) -> None:
@@ -162,7 +199,7 @@ def _assert_untouched_and_serving(lb: LoadBalancerLab, cfg: str, worker: int | N
     assert get(lb.port)[0] == 200
 
 
-def test_an_invalid_bind_fails_and_the_live_configuration_keeps_serving(lb: LoadBalancerLab) -> None:
+def test_an_invalid_bind_or_option_fails_and_the_live_configuration_keeps_serving(lb: LoadBalancerLab) -> None:
     cfg, worker = lb.cfg.read_text(), lb.worker_pid()
 
     # caught by the role's own checks, before anything is written
@@ -179,6 +216,14 @@ def test_an_invalid_bind_fails_and_the_live_configuration_keeps_serving(lb: Load
     assert run.rc != 0
     print(f"refused by HAProxy: {run.failure()}")
     assert "invalid address: 'nonsense'" in run.failure(), run.output
+    _assert_untouched_and_serving(lb, cfg, worker)
+
+    # a typo in an option passed through a variable: HAProxy's message names it
+    lb.environments["production"]["bind"] = f"127.0.0.1:{lb.port}"
+    run = lb.run_role({"loadbalancer_log": "stderr format shrot local0 notice"})
+    assert run.rc != 0
+    print(f"refused by HAProxy: {run.failure()}")
+    assert "unknown log format 'shrot'" in run.failure(), run.output
     _assert_untouched_and_serving(lb, cfg, worker)
 
 
