@@ -29,6 +29,7 @@ import typing as t
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # loopback_ports, which the test servers import
 sys.path.insert(0, str(ROOT / "tests" / "integration" / "postgres_backup"))
 
 from pg_backup_servers import PG_BIN, PostgresCluster, collections_dir_for_checkout  # noqa: E402  pylint: disable=wrong-import-position

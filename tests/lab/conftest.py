@@ -10,7 +10,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -25,6 +24,7 @@ import psycopg
 import pytest
 import redis
 import stripe
+from loopback_ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "lab" / "build_release.py"
@@ -36,13 +36,6 @@ APP_DB = "payments"
 APP_USER = "payments_app"
 START_TIMEOUT_S = 30
 EMULATOR_ACCOUNT = "acct_1LabEmulator00001"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from loopback_ports import free_port
 
 if TYPE_CHECKING:
     from conftest import Postgres, Reply, RunningService, StripeEmulator
@@ -37,12 +37,6 @@ SUMMARY_KEYS = ["since", "events_seen", "stored", "already_present", "payments_u
 # A password with the characters the deploy's env file escapes: only a correct parser gets the connection.
 ESCAPED_PASSWORD = 'pa"ss\\word-' + secrets.token_hex(8)
 ENV_FILE_USER = "reconcile_env_file"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

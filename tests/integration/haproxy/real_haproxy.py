@@ -14,6 +14,7 @@ import threading
 import time
 import typing as t
 from pathlib import Path
+from loopback_ports import free_port
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[3]
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -82,12 +83,6 @@ class AppServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def runtime_command(socket_path: str, command: str, timeout: float = 2.0) -> str:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from real_haproxy import HAPROXY, HAProxyLab, QuietServer, free_port, runtime_command
+from loopback_ports import free_port
+from real_haproxy import HAPROXY, HAProxyLab, QuietServer, runtime_command
 from test_haproxy_switch_real import ansible
 
 JOURNAL = {"kind": "deploy", "environment": "production", "colour_from": "blue", "release_from": "1.0.0",

@@ -7,10 +7,8 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,31 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "haproxy"))
 from real_haproxy import HAPROXY, QuietServer, collections_dir_for_checkout, runtime_command  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+from loopback_ports import free_port  # noqa: E402  pylint: disable=wrong-import-position
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
 ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=str(VENV_BIN)) or shutil.which("ansible-playbook")
-PORT_RANGE = range(24100, 24200)
-_taken: set[int] = set()
-
-
-def free_port() -> int:
-    """A port of 24100-24199 (below the kernel's ephemeral range, so no outgoing connection holds it) that nothing
-    listens on and that this session has not handed out yet. The search starts at a random port, so that two runs of
-    this suite at once rarely pick the same free port before either binds it."""
-    start = random.randrange(len(PORT_RANGE))
-    for port in [*PORT_RANGE[start:], *PORT_RANGE[:start]]:
-        if port in _taken:
-            continue
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _taken.add(port)
-        return port
-    raise RuntimeError("no free port left in 24100-24199")
 
 
 class App:
@@ -85,7 +63,6 @@ class App:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
-        _taken.discard(self.port)
 
 
 class RoleRun(t.NamedTuple):
@@ -205,7 +182,6 @@ class LoadBalancerLab:
                 self.master.wait(timeout=10)
         for app in self.apps.values():
             app.stop()
-        _taken.discard(self.port)
 
     def worker_pid(self) -> int | None:
         try:

@@ -16,7 +16,8 @@ import time
 import warnings
 from pathlib import Path
 
-from lb_lab import HAPROXY, LoadBalancerLab, RoleRun, free_port
+from lb_lab import HAPROXY, LoadBalancerLab, RoleRun
+from loopback_ports import free_port
 
 
 def get(port: int, path: str = "/version") -> tuple[int, dict[str, str], bytes]:

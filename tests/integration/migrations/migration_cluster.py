@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from loopback_ports import free_port
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[3]
 SERVICE_PLAN = COLLECTION_ROOT / "lab" / "payment_service" / "migrations"
@@ -25,13 +25,6 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 MODULE = "ansible_collections.payments.deploy.plugins.modules.db_migrate"
 START_TIMEOUT_S = 30
 OMIT = object()  # as a module argument's value: leave the argument out (the module's default applies)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def collections_dir_for_checkout() -> Path:

@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,16 +16,11 @@ import typing as t
 from pathlib import Path
 
 import psycopg
+from loopback_ports import free_port
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 COLLECTION_ROOT = Path(__file__).resolve().parents[3]
 MODULE = "ansible_collections.payments.deploy.plugins.modules.pg_amcheck"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def as_postgres() -> dict[str, t.Any]:

@@ -19,15 +19,10 @@ import typing as t
 from pathlib import Path
 
 import psycopg
+from loopback_ports import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 COLLECTION_ROOT = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def as_postgres() -> dict[str, t.Any]:

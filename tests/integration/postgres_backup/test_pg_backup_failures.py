@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from pg_backup_helpers import files_in, run_module
-from pg_backup_servers import PG_BIN, MotoS3, PostgresCluster, free_port
+from loopback_ports import free_port
+from pg_backup_servers import PG_BIN, MotoS3, PostgresCluster
 
 KILL_AFTER = 16 * 1024 * 1024  # dump bytes: several 1 MiB chunks were written when pg_dump dies
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ import typing as t
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from loopback_ports import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 SCRAPE_SECONDS = 1
@@ -31,12 +31,6 @@ def collections_dir_for_checkout() -> Path:
     (tmp / "ansible_collections" / "payments").mkdir(parents=True)
     (tmp / "ansible_collections" / "payments" / "deploy").symlink_to(COLLECTION_ROOT)
     return tmp
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Exporter:

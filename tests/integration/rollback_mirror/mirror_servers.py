@@ -12,7 +12,6 @@ import secrets
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,18 +21,13 @@ import typing as t
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from loopback_ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 LAB = REPO / "lab"
 STRIPE_KEY = "sk_live_51LabEmulatorLiveKey0000000000000000001abcd"
 ACCOUNT = "acct_1LabEmulator00001"
 START_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: t.Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:

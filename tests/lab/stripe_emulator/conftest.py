@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from urllib.parse import urlencode
 
 import pytest
 import stripe
+from loopback_ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 LAB = REPO / "lab"
@@ -33,12 +33,6 @@ RESTRICTED_LIVE_KEY = "rk_live_51LabEmulatorRestricted00rk02"
 START_TIMEOUT_S = 30
 # Quick webhook retries so the retry tests stay short.
 FAST_WEBHOOKS = ("--webhook-backoff", "0.05", "--webhook-backoff-max", "0.2", "--webhook-timeout", "5")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = 15) -> Any:

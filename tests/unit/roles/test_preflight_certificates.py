@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import COLLECTIONS_DIR
-from tls_servers import DAY, Pki, TlsServer, free_port, utcnow
+from loopback_ports import free_port
+from tls_servers import DAY, Pki, TlsServer, utcnow
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 PLAYBOOK = """

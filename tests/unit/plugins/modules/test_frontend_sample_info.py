@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import ssl
 import subprocess
 import threading
@@ -21,6 +20,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.payments.deploy.plugins.modules import frontend_sample_info
+from loopback_ports import free_port
 
 # (status, body): a dict body is sent as JSON, bytes as they are
 Reply = tuple[int, t.Any]
@@ -107,13 +107,6 @@ def run(capsys: pytest.CaptureFixture[str], args: dict[str, t.Any], check: bool 
 def sample(capsys: pytest.CaptureFixture[str], server: Frontend, check: bool = False, **args: t.Any) -> dict[str, t.Any]:
     return run(capsys, {"url": server.url(), "expected_version": "1.1.0", "expected_colour": "blue",
                         "expected_hosts": ["app1", "app2"], **args}, check=check)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_every_request_is_answered_on_its_own_connection(capsys: pytest.CaptureFixture[str],

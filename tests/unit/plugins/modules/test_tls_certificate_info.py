@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from ansible.module_utils.testing import patch_module_args
-from tls_servers import DAY, Issued, Pki, SilentServer, TlsServer, free_port, utcnow
+from loopback_ports import free_port
+from tls_servers import DAY, Issued, Pki, SilentServer, TlsServer, utcnow
 
 from ansible_collections.payments.deploy.plugins.module_utils import _tls
 from ansible_collections.payments.deploy.plugins.modules import tls_certificate_info
