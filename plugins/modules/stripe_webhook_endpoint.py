@@ -13,8 +13,9 @@ description:
   - The mutable fields (O(url), O(enabled_events), O(description), O(metadata), O(disabled)) are updated in place.
   - Stripe cannot change O(api_version) or O(connect) of an endpoint. A difference there fails the module naming the field,
     the current and the wanted value, unless O(recreate=true), which replaces the endpoint (with a new signing secret).
-  - Stripe returns the signing secret only when it creates an endpoint. The module writes it to O(secret_file) then,
-    and returns it masked.
+  - Stripe returns the signing secret only when it creates an endpoint. The module returns it masked, and writes it to
+    O(secret_file) on the host it runs on, or hands it unmasked to a task that runs with C(no_log) (O(return_secret)) so
+    that the caller can keep it somewhere else (the C(payments.deploy.stripe_webhooks) role's secret stores).
   - Idempotent, with check mode and diff mode.
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
@@ -23,7 +24,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Lists the endpoints and predicts the change; sends no write to Stripe and writes no file.
+    details: Lists the endpoints and predicts the change; sends no write to Stripe, writes no file and returns no secret.
   diff_mode:
     support: full
     details: Before and after of the mutable fields; never the signing secret.
@@ -90,8 +91,19 @@ options:
     description:
       - File to write the signing secret (C(whsec_...)) to when the endpoint is created or recreated. The file is replaced atomically,
         mode C(0600), the secret alone without a line break. Its directory must exist.
+      - The file is written on the host the module runs on (the controller when the task is delegated to V(localhost)).
+        A controller in a throw-away container (AWX, Automation Controller) loses it: use O(return_secret) there.
       - Not written when nothing is created, since Stripe does not return the secret of an existing endpoint.
     type: path
+  return_secret:
+    description:
+      - Return the signing secret of a created or recreated endpoint unmasked in RV(secret), for the caller to keep it
+        (in a secret store, in the service's environment) without any file on the host the module runs on.
+      - The task must set C(no_log=true), so that no callback, log or verbosity level shows the result; the module refuses
+        to run otherwise, before any request.
+      - With V(false) RV(secret) is masked.
+    type: bool
+    default: false
 seealso:
   - module: payments.deploy.stripe_webhook_endpoint_info
   - name: Stripe API, webhook endpoints
@@ -125,6 +137,23 @@ EXAMPLES = r"""
     api_version: "2025-01-27"
     recreate: true
     secret_file: /etc/payment-service/stripe-webhook-secret
+
+- name: Create or update the endpoint; the signing secret goes to the caller only (no file anywhere)
+  payments.deploy.stripe_webhook_endpoint:
+    api_key: "{{ vault_stripe_secret_key }}"
+    marker: production-payments
+    url: https://pay.example.com/webhooks/stripe
+    enabled_events: [payment_intent.succeeded, charge.refunded]
+    return_secret: true
+  no_log: true  # required with return_secret: the result holds the secret
+  register: webhook
+
+- name: Keep a newly issued secret in AWS Secrets Manager
+  community.aws.secretsmanager_secret:
+    name: payments/production/stripe-webhook-secret
+    secret: "{{ webhook.secret }}"
+  no_log: true
+  when: webhook.secret_issued
 
 - name: Remove the staging endpoint
   payments.deploy.stripe_webhook_endpoint:
@@ -171,7 +200,9 @@ changed_fields:
   sample: [enabled_events, metadata]
 secret:
   description:
-    - The signing secret of a created or recreated endpoint. It is masked in every result (a no_log value), so use O(secret_file) to keep it.
+    - The signing secret of a created or recreated endpoint.
+    - Masked in every result (a no_log value), unless O(return_secret=true), which returns it as it is to a task that
+      runs with C(no_log); keep it from there, or use O(secret_file).
   returned: when an endpoint was created or recreated, not in check mode
   type: str
 secret_issued:
@@ -247,8 +278,11 @@ def url_usable(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def validate(params: t.Mapping[str, t.Any]) -> list[str]:
-    """Every problem with the module's own options, found before anything is read or changed."""
+def validate(params: t.Mapping[str, t.Any], no_log: bool = False) -> list[str]:
+    """Every problem with the module's own options, found before anything is read or changed.
+
+    ``no_log`` is whether the task runs with no_log (return_secret requires it).
+    """
     problems = []
     if params["state"] == "present" and not params["url"]:
         problems.append("url is required with state=present")
@@ -272,6 +306,8 @@ def validate(params: t.Mapping[str, t.Any]) -> list[str]:
             problems.append(f"metadata key {key!r} must have 1 to {MAX_KEY_LENGTH} characters and no square brackets")
         if value is None or len(metadata_value(value)) > MAX_VALUE_LENGTH:
             problems.append(f"metadata value of {key!r} must be a string of at most {MAX_VALUE_LENGTH} characters")
+    if params["return_secret"] and not no_log:
+        problems.append("return_secret=true returns the signing secret unmasked: the task must set no_log: true")
     secret_file = params["secret_file"]
     if secret_file:
         directory = os.path.dirname(os.path.abspath(secret_file))
@@ -303,7 +339,7 @@ class WebhookEndpoint:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.params = module.params
-        self.stripe = StripeModule(module, validate(module.params))
+        self.stripe = StripeModule(module, validate(module.params, bool(module.no_log)))
         self.api = self.stripe.api
         self.result: dict[str, t.Any] = {"secret_issued": False, "secret_file_written": False, "changed_fields": []}
 
@@ -398,7 +434,8 @@ class WebhookEndpoint:
         secret = to_plain(created).get("secret")
         endpoint = sanitize_endpoint(created)
         if secret:
-            self.module.no_log_values.add(secret)
+            if not params["return_secret"]:
+                self.module.no_log_values.add(secret)
             self.result.update(secret=secret, secret_issued=True)
         if params["secret_file"]:
             if not secret:
@@ -520,6 +557,7 @@ def main() -> None:
         marker={"type": "str"},
         recreate={"type": "bool", "default": False},
         secret_file={"type": "path"},
+        return_secret={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     WebhookEndpoint(module).run()
