@@ -103,6 +103,9 @@ class World:
             "deploy_journal_dir": str(self.journal),
             "payments_stripe_api_base": self.stripe.url,
             "payments_webhook_secret_files": {"production": str(self.secret_file)},
+            # This suite keeps the secret in a controller file (the earlier behaviour); the other stores have their
+            # own suite (tests/integration/webhook_secret_store).
+            "stripe_webhooks_secret_store": "controller_file",
             "rollback_mirror_mail_to": ["oncall@payments.test"],
             "rollback_mirror_mail_from": "deploys@payments.test",
             "rollback_mirror_smtp_host": "127.0.0.1",
