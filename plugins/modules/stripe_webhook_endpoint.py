@@ -92,7 +92,7 @@ options:
       - File to write the signing secret (C(whsec_...)) to when the endpoint is created or recreated. The file is replaced atomically,
         mode C(0600), the secret alone without a line break. Its directory must exist.
       - The file is written on the host the module runs on (the controller when the task is delegated to V(localhost)).
-        A controller in a throw-away container (AWX, Automation Controller) loses it: use O(return_secret) there.
+        A controller in a throw-away container (AWX, Automation Controller) loses it, so use O(return_secret) there.
       - Not written when nothing is created, since Stripe does not return the secret of an existing endpoint.
     type: path
   return_secret:
