@@ -164,13 +164,15 @@ def chown_postgres(path: Path) -> None:
 
 
 def ensure_tls(state: Path) -> Path:
-    """The lab's CA and server certificate (lab/playbooks/tls.yml, community.crypto), made when a file is missing or
-    the server certificate expires within 30 days; returns the directory (ca.pem, server.pem, server.key)."""
+    """The lab's CA and server certificates (lab/playbooks/tls.yml, community.crypto), made when a file is missing or
+    a server certificate expires within 30 days; returns the directory (ca.pem, server.pem/.key: PostgreSQL's,
+    lb.pem/.key: HAProxy's)."""
     tls = state / "tls"
-    files = [tls / name for name in ("ca.pem", "ca.key", "server.pem", "server.key")]
-    if all(path.exists() for path in files) and subprocess.run(
-            ["openssl", "x509", "-checkend", str(30 * 86400), "-noout", "-in", str(tls / "server.pem")],
-            capture_output=True, check=False).returncode == 0:
+    files = [tls / name for name in ("ca.pem", "ca.key", "server.pem", "server.key", "lb.pem", "lb.key")]
+    if all(path.exists() for path in files) and all(subprocess.run(
+            ["openssl", "x509", "-checkend", str(30 * 86400), "-noout", "-in", str(tls / name)],
+            capture_output=True, check=False).returncode == 0 for name in ("server.pem", "lb.pem")):
+        write_haproxy_bundle(tls)
         return tls
     done = subprocess.run([str(venv_bin() / "ansible-playbook"), "-i", "localhost,", "-c", "local",
                            str(LAB_SRC / "playbooks" / "tls.yml"), "-e", f"lab_tls_dir={tls}",
@@ -179,7 +181,18 @@ def ensure_tls(state: Path) -> Path:
                           env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
     if done.returncode != 0:
         raise SystemExit(f"labctl: making the lab's certificates failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    write_haproxy_bundle(tls)
     return tls
+
+
+def write_haproxy_bundle(tls: Path) -> None:
+    """HAProxy reads its certificate and key from one file (haproxy.pem, 0600); rewritten when they changed."""
+    bundle = tls / "haproxy.pem"
+    content = (tls / "lb.pem").read_text() + (tls / "lb.key").read_text()
+    if not bundle.exists() or bundle.read_text() != content:
+        bundle.touch(mode=0o600)
+        bundle.chmod(0o600)
+        bundle.write_text(content)
 
 
 def configure_postgres_tls(state: Path, tls: Path) -> bool:
@@ -309,9 +322,12 @@ def haproxy_config(state: Path, topo: dict) -> str:
             # outage degrades the service instead of emptying every backend at once.
             backends.append(f"backend {env}_{colour}\n    option httpchk GET /healthz/lb\n"
                             f"    http-check expect status 200\n{servers}")
+    ports = topo["ports"]
     return template.format(admin_socket=lb_root / "run" / "haproxy" / "admin.sock",
-                           map_file=haproxy_paths(state, topo)[1], production_port=topo["ports"]["production"],
-                           staging_port=topo["ports"]["staging"], backends="\n".join(backends))
+                           map_file=haproxy_paths(state, topo)[1], production_port=ports["production"],
+                           staging_port=ports["staging"], production_https_port=ports["production_https"],
+                           staging_https_port=ports["staging_https"], tls_bundle=state / "tls" / "haproxy.pem",
+                           backends="\n".join(backends))
 
 
 def render_haproxy(state: Path, topo: dict, keep_existing: bool = False) -> Path:
@@ -343,10 +359,14 @@ def servers_without_lb_check(topo: dict) -> list[str]:
 
 
 def render_redis(state: Path, topo: dict, creds: dict) -> Path:
+    """Redis with AUTH, serving TLS only (the lab CA's certificate, TLS 1.2 or newer; clients need no certificate)."""
     (state / "redis").mkdir(parents=True, exist_ok=True)
     path = state / "redis" / "redis.conf"
     path.touch(mode=0o600)
-    path.write_text(f"bind 127.0.0.1\nport {topo['ports']['redis']}\nrequirepass {creds['redis_password']}\n"
+    tls = state / "tls"
+    path.write_text(f"bind 127.0.0.1\nport 0\ntls-port {topo['ports']['redis']}\ntls-cert-file {tls / 'server.pem'}\n"
+                    f"tls-key-file {tls / 'server.key'}\ntls-ca-cert-file {tls / 'ca.pem'}\ntls-auth-clients no\n"
+                    f"tls-protocols \"TLSv1.2 TLSv1.3\"\nrequirepass {creds['redis_password']}\n"
                     f"dir {state / 'redis'}\nsave \"\"\nappendonly no\nprotected-mode yes\n")
     return path
 
@@ -369,7 +389,10 @@ def render_lab_supervisor(state: Path, topo: dict, creds: dict, keep_haproxy_cfg
     conf = supervisor_base(state, "payments-lab", foreground=False)
     conf += program("postgres", f"{PG_BIN / 'postgres'} -D {state / 'postgres' / 'data'}", logs,
                     user="postgres" if os.geteuid() == 0 else "", stopsignal="INT", priority="10")
-    conf += program("redis", f"/usr/bin/redis-server {render_redis(state, topo, creds)}", logs, priority="10")
+    redis_conf = render_redis(state, topo, creds)
+    # The file's digest in the program's settings: `supervisorctl update` restarts Redis when its settings changed.
+    conf += program("redis", f"/usr/bin/redis-server {redis_conf}", logs, priority="10",
+                    environment=f'LAB_REDIS_CONF_SHA256="{hashlib.sha256(redis_conf.read_bytes()).hexdigest()}"')
     conf += program("stripe", f"{bindir / 'python'} -m stripe_emulator --host 127.0.0.1 --port {topo['ports']['stripe']}"
                     f" --keys-file {render_stripe_keys(state, creds)} --state-file {state / 'stripe' / 'state.json'}",
                     logs, priority="10", environment=f'PYTHONPATH="{LAB_SRC}"')
@@ -561,8 +584,10 @@ def endpoints(state: Path, topo: dict) -> dict:
     return {
         "production_url": f"http://127.0.0.1:{ports['production']}",
         "staging_url": f"http://127.0.0.1:{ports['staging']}",
+        "production_https_url": f"https://127.0.0.1:{ports['production_https']}",
+        "staging_https_url": f"https://127.0.0.1:{ports['staging_https']}",
         "postgres_dsn": f"postgresql://payments@127.0.0.1:{ports['postgres']}/payments",
-        "redis_url": f"redis://127.0.0.1:{ports['redis']}/0",
+        "redis_url": f"rediss://127.0.0.1:{ports['redis']}/0?ssl_ca_certs={state / 'tls' / 'ca.pem'}&ssl_cert_reqs=required",
         "s3_endpoint": f"http://127.0.0.1:{ports['s3']}",
         "stripe_api": f"http://127.0.0.1:{ports['stripe']}",
         "artifacts_url": f"http://127.0.0.1:{ports['artifacts']}",
@@ -657,6 +682,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             wait_for(f"sshd of {host}", lambda p=port: tcp_open(p))
     create_databases(state, topo, creds)
     create_bucket(topo)
+    # A program that listens is still STARTING for supervisord's startsecs: `status` (below, and any caller's) only
+    # says the lab is up once every program is RUNNING.
+    wait_for("every program", lambda: all(s == "RUNNING" for s in program_states(state).values()))
     print(f"lab is up: state in {state}")
     return cmd_status(argparse.Namespace(json=False))
 

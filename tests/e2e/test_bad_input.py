@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,28 @@ def test_new_inputs_are_checked_together(lab, playbook, before):
                  "traffic_frontend_urls.production must be an http(s) URL without credentials",
                  "traffic_frontend_urls.staging must be an http(s) URL"):
         assert text in run.text, text
+    assert_untouched(lab, before)
+
+
+def test_certificate_expiring_within_the_minimum_stops_the_deploy(lab, playbook, before):
+    """The lab's certificates are valid for a year: asking for 400 days left makes both fail, before anything changes."""
+    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "preflight_tls_min_days_valid=400")
+    assert run.rc != 0
+    assert "Preflight: 2 of 2 TLS endpoint(s) fail the certificate check; nothing was changed." in run.text
+    assert re.search(r"production frontend \(127\.0\.0\.1:\d+\): the certificate expires on \S+, in \d+ days: "
+                     r"less than min_days_valid \(400\)", run.text), run.text[-3000:]
+    assert re.search(r"database \(127\.0\.0\.1:\d+\): the certificate expires on", run.text)
+    assert "Switch traffic" not in run.text and "Install the release files" not in run.text
+    assert_untouched(lab, before)
+
+
+def test_certificate_for_another_name_stops_the_deploy(lab, playbook, before):
+    endpoints = [{"name": "frontend", "host": "127.0.0.1", "port": int(lab["production_https_url"].rsplit(":", 1)[1]),
+                  "server_name": "pay.payments.lab"}]
+    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", json.dumps({"preflight_tls_endpoints": endpoints}))
+    assert run.rc != 0
+    assert "Preflight: 1 of 1 TLS endpoint(s) fail the certificate check; nothing was changed." in run.text
+    assert "the certificate does not match the name pay.payments.lab" in run.text
     assert_untouched(lab, before)
 
 

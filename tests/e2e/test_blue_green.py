@@ -73,6 +73,11 @@ def test_deploy_switches_every_host_without_dropping_a_request(lab, playbook):
         notifications = json.load(answer)["notifications"]
     assert any(alert["labels"].get("check_id") == check_id
                for note in notifications for alert in note["notification"]["alerts"])
+    # "Configure SSL certificates": preflight checked the frontend's and the database's certificates, and verification
+    # after the switch checked the one the frontend serves over HTTPS (chain to the lab CA, name, days left, protocol).
+    [days_left] = re.findall(r"The production frontend serves CN=lb1\.payments\.lab.*?chain verified, name matches,\s+"
+                             r"(\d+) days left \(minimum 30\),\s+TLSv1\.[23]", run.text, re.S)
+    assert int(days_left) > 30
 
 
 def test_deploy_migrated_the_schema_and_proved_payments(lab):

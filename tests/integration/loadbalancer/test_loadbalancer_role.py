@@ -7,17 +7,15 @@ import datetime
 import ipaddress
 import http.client
 import json
-import re
-import socket
 import ssl
 import subprocess
 import threading
 import time
-import warnings
 from pathlib import Path
 
 from lb_lab import HAPROXY, LoadBalancerLab, RoleRun
 from loopback_ports import free_port
+from tls_clients import tls11_handshake
 
 
 def get(port: int, path: str = "/version") -> tuple[int, dict[str, str], bytes]:
@@ -292,7 +290,7 @@ def test_tls_frontend_redirects_plain_http_sends_hsts_and_refuses_old_tls(lb: Lo
     assert headers["location"] == f"https://127.0.0.1:{http_port}/version?x=1"
     assert "strict-transport-security" not in headers  # HSTS only over HTTPS
 
-    outcome = _tls11_handshake(https_port)
+    outcome = tls11_handshake(https_port)
     print(f"\nTLS 1.1-only client: {outcome}; default client negotiated {version}")
     if outcome.startswith("client cannot offer"):
         # The local OpenSSL cannot even offer TLS 1.1: the refusal cannot be shown; the negotiated version is >= 1.2.
@@ -310,25 +308,3 @@ def _https_status(port: int, ca: Path) -> int:
         return status
     except (OSError, http.client.HTTPException):
         return 0
-
-
-def _tls11_handshake(port: int) -> str:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    try:
-        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-        with warnings.catch_warnings():  # deprecated on purpose: this client must be the old one
-            warnings.simplefilter("ignore", DeprecationWarning)
-            ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
-    except (ValueError, ssl.SSLError) as exc:
-        return f"client cannot offer TLS 1.1 ({exc})"
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
-            return f"accepted with {tls.version()}"
-    except ssl.SSLError as exc:
-        text = str(exc)
-        if re.search(r"NO_PROTOCOLS_AVAILABLE|NO_CIPHERS_AVAILABLE|no protocols available", text, re.I):
-            return f"client cannot offer TLS 1.1 ({text})"
-        return f"refused by the server ({text})"
-    except OSError as exc:  # the server closed the connection on the ClientHello
-        return f"refused by the server ({exc!r})"

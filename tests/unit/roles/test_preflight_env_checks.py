@@ -1,5 +1,5 @@
 """The preflight role's checks of each app host's environment, rendered by ansible-playbook from the role's own vars:
-line separators (as str.splitlines knows them) and DATABASE_URL's TLS for production."""
+line separators (as str.splitlines knows them), and DATABASE_URL's and REDIS_URL's TLS for production."""
 
 from __future__ import annotations
 
@@ -96,3 +96,21 @@ def test_the_opt_out_covers_loopback_databases_only(tmp_path: Path) -> None:
              "remote": env(DATABASE_URL="postgresql://payments:x@db.example.com/payments")}
     found = problems(tmp_path, hosts, payments_db_plaintext_opt_out="lab database on 127.0.0.1 without TLS")
     assert [p.split(":")[0] for p in found] == ["remote"]
+
+
+def test_a_production_redis_on_another_host_needs_tls(tmp_path: Path) -> None:
+    hosts = {"remote": env(REDIS_URL="redis://:x@cache.example.com:6379/0"),
+             "remote_ipv6": env(REDIS_URL="redis://:x@[2001:db8::7]:6379/0"),
+             "no_password": env(REDIS_URL="redis://cache.example.com/0"),
+             "tls": env(REDIS_URL="rediss://:x@cache.example.com:6380/0?ssl_ca_certs=/etc/ca.pem"),
+             "loopback": env(REDIS_URL="redis://:x@127.0.0.1:6379/0"),
+             "localhost": env(REDIS_URL="redis://:x@localhost:6379/0"),
+             "loopback_ipv6": env(REDIS_URL="redis://:x@[::1]:6379/0")}
+    found = problems(tmp_path, hosts)
+    assert sorted(found) == sorted(
+        f"{host}: REDIS_URL of production must use TLS to reach {name}: use rediss:// (with ssl_ca_certs=<CA file> when a "
+        "private CA signed its certificate); redis:// sends the password and every cached value in clear text"
+        for host, name in (("remote", "cache.example.com"), ("remote_ipv6", "[2001:db8::7]"),
+                           ("no_password", "cache.example.com")))
+    # Staging is not in preflight_tls_environments: the same URLs pass there.
+    assert problems(tmp_path, {"remote": env(REDIS_URL="redis://:x@cache.example.com:6379/0")}, environment="staging") == []
