@@ -33,6 +33,12 @@ BACKUP_BUCKET = "payments-backups"
 LAB_PROGRAMS = ("postgres", "redis", "stripe", "smtp", "s3", "artifacts", "haproxy",
                 "prometheus", "alertmanager", "alert-receiver")  # besides one per app host
 ENVIRONMENT_GROUPS = {"production": "production_app", "staging": "staging_app"}
+# Production app hosts app1..appN (labctl up --app-hosts N): app1 and app2 are inventories/lab's, app3..app16 get
+# FLEET_PORT_BASE + 10 * i + 1 (blue) and + 2 (green), 27031/27032 .. 27161/27162: a block that no other port of a
+# lab reaches, nor those of a lab moved by an accepted --port-offset (200, 400, 600, ...), below the ephemeral range.
+DEFAULT_APP_HOSTS = 2
+MAX_APP_HOSTS = 16
+FLEET_PORT_BASE = 27000
 
 
 def state_dir() -> Path:
@@ -44,8 +50,8 @@ def venv_bin() -> Path:
 
 
 def inventory_dir(state: Path | None = None) -> Path:
-    """The lab's inventory: inventories/lab, or the copy with moved ports that `up --port-offset` wrote into the
-    state directory (a second lab beside the first, for suites that run at the same time)."""
+    """The lab's inventory: inventories/lab, or the copy that `up --port-offset` (moved ports: a second lab beside the
+    first, for suites that run at the same time) or `up --app-hosts` (a fleet) wrote into the state directory."""
     moved = (state or state_dir()) / "inventory"
     return moved if (moved / "hosts.yml").exists() else INVENTORY
 
@@ -68,19 +74,56 @@ def all_ports(topo: dict) -> set[int]:
     return set(topo["ports"].values()) | {port for app in topo["apps"].values() for port in app["ports"].values()}
 
 
+def fleet(app_hosts: int, offset: int = 0) -> dict[str, dict[str, int]]:
+    """The production app hosts of a lab with APP_HOSTS of them, and their colour ports moved by OFFSET."""
+    if not 1 <= app_hosts <= MAX_APP_HOSTS:
+        raise SystemExit(f"labctl: --app-hosts {app_hosts}: a lab runs 1 to {MAX_APP_HOSTS} production app hosts")
+    listed = yaml.safe_load((INVENTORY / "hosts.yml").read_text())["all"]["children"]["production_app"]["hosts"]
+    hosts = {}
+    for index in range(1, app_hosts + 1):
+        name = f"app{index}"
+        ports = listed[name]["payments_colour_ports"] if name in listed else \
+            {"blue": FLEET_PORT_BASE + 10 * index + 1, "green": FLEET_PORT_BASE + 10 * index + 2}
+        hosts[name] = {colour: port + offset for colour, port in ports.items()}
+    return hosts
+
+
+def reserved_ports() -> set[int]:
+    """Every port the first lab may take: inventories/lab's, the largest fleet's and the SSH hosts'."""
+    base = load_topology(INVENTORY)
+    return all_ports(base) | {port for ports in fleet(MAX_APP_HOSTS).values() for port in ports.values()} | \
+        set(ssh_hosts.ssh_ports().values())
+
+
 def moved_ports(offset: int) -> set[int]:
-    """The first lab's ports, each moved by OFFSET."""
-    return {port + offset for port in all_ports(load_topology(INVENTORY))}
+    """The first lab's ports (with the largest fleet), each moved by OFFSET."""
+    return {port + offset for port in reserved_ports() - set(ssh_hosts.ssh_ports().values())}
 
 
-def write_moved_inventory(state: Path, offset: int) -> Path:
+def lab_layout(state: Path) -> tuple[int, int]:
+    """(port offset, production app hosts) of the lab in STATE, as its inventory says: (0, 2) without a copy."""
+    topo = load_topology(inventory_dir(state))
+    offset = topo["ports"]["postgres"] - load_topology(INVENTORY)["ports"]["postgres"]
+    return offset, sum(1 for app in topo["apps"].values() if app["group"] == "production_app")
+
+
+def write_moved_inventory(state: Path, offset: int, app_hosts: int = DEFAULT_APP_HOSTS) -> Path:
     """A copy of inventories/lab in STATE/inventory with every port moved by OFFSET and the state directory pinned,
-    so that ansible-playbook -i STATE/inventory/hosts.yml drives this lab and no other. Refuses an offset that makes
-    any port meet one of the first lab's."""
+    so that ansible-playbook -i STATE/inventory/hosts.yml drives this lab and no other (with APP_HOSTS production app
+    hosts, see write_fleet_inventory). Refuses an offset that makes any port meet one the first lab may take (with
+    any fleet, or its SSH hosts)."""
     moved = moved_ports(offset)
-    if offset <= 0 or max(moved) > 65535 or moved & all_ports(load_topology(INVENTORY)):
+    if offset <= 0 or max(moved) > 65535 or moved & reserved_ports():
         raise SystemExit(f"labctl: --port-offset {offset} moves the lab's ports onto the first lab's or out of range; "
                          "choose another (200 is free)")
+    return write_fleet_inventory(state, app_hosts, offset)
+
+
+def write_fleet_inventory(state: Path, app_hosts: int, offset: int = 0) -> Path:
+    """A copy of inventories/lab in STATE/inventory whose production_app group is app1..appAPP_HOSTS (see fleet() for
+    their ports), every port moved by OFFSET (0: the first lab's) and the state directory pinned. The caller checks
+    OFFSET (write_moved_inventory)."""
+    hosts = fleet(app_hosts, offset)
     target = state / "inventory"
     if target.exists():
         shutil.rmtree(target)
@@ -94,13 +137,15 @@ def write_moved_inventory(state: Path, offset: int) -> Path:
         change(data)
         path.write_text("---\n" + note + yaml.safe_dump(data, sort_keys=False))
 
-    def move_app_ports(hosts: dict) -> None:
-        for group in ("production_app", "staging_app"):
-            for hostvars in hosts["all"]["children"][group]["hosts"].values():
-                hostvars["payments_colour_ports"] = shift(hostvars["payments_colour_ports"])
+    def move_app_ports(inventory: dict) -> None:
+        groups = inventory["all"]["children"]
+        groups["production_app"]["hosts"] = {name: {"payments_colour_ports": ports} for name, ports in hosts.items()}
+        for hostvars in groups["staging_app"]["hosts"].values():
+            hostvars["payments_colour_ports"] = shift(hostvars["payments_colour_ports"])
 
     rewrite(target / "hosts.yml", move_app_ports,
-            "# Written by labctl up --port-offset: the lab inventory with its ports moved.\n")
+            f"# Written by labctl up (--port-offset {offset}, --app-hosts {app_hosts}): the lab inventory with its "
+            "ports moved and its production app hosts.\n")
     rewrite(target / LAB_VARS, lambda lab: lab.update(lab_ports=shift(lab["lab_ports"]), lab_state_dir=str(state)))
     rewrite(target / MONITORING_VARS,
             lambda monitoring: monitoring.update(lab_monitoring_ports=shift(monitoring["lab_monitoring_ports"])))
@@ -442,6 +487,18 @@ def initial_targets(topo: dict, environment: str) -> list[dict]:
             for colour, port in sorted(app["ports"].items())]
 
 
+def fleet_targets(topo: dict, environment: str, current: list[dict]) -> list[dict]:
+    """The scrape targets of the inventory's app hosts of the environment, each colour's release kept from CURRENT (as
+    the monitoring role's targets.json.j2 keeps it): what a targets file becomes when the fleet changed."""
+    releases = {group["labels"]["colour"]: group["labels"].get("release", "unknown")
+                for group in current if "colour" in group.get("labels", {})}
+    return [{"targets": [f"127.0.0.1:{port}"],
+             "labels": {"environment": environment, "colour": colour, "host": host,
+                        "release": releases.get(colour, "unknown")}}
+            for host, app in topo["apps"].items() if app["group"] == ENVIRONMENT_GROUPS[environment]
+            for colour, port in sorted(app["ports"].items())]
+
+
 def prometheus_config(state: Path, topo: dict) -> dict:
     """The first prometheus.yml: what the monitoring role renders with the lab inventory's settings."""
     paths, ports = monitoring_paths(state), topo["ports"]
@@ -481,6 +538,11 @@ def render_monitoring(state: Path, topo: dict) -> bool:
         targets = paths["targets"] / f"{environment}.json"
         if not targets.exists():
             targets.write_text(json.dumps(initial_targets(topo, environment), indent=2) + "\n")
+        else:
+            current = json.loads(targets.read_text())
+            wanted = fleet_targets(topo, environment, current)
+            if [group["targets"] for group in current] != [group["targets"] for group in wanted]:
+                targets.write_text(json.dumps(wanted, indent=2) + "\n")  # the fleet changed (up --app-hosts)
     config = alertmanager_config(topo)
     changed = not paths["alertmanager_config"].exists() or paths["alertmanager_config"].read_text() != config
     if changed:
@@ -607,16 +669,42 @@ def endpoints(state: Path, topo: dict) -> dict:
     }
 
 
+def settle_inventory(state: Path, offset: int, asked_hosts: int | None, ssh: bool = False) -> int:
+    """The inventory of the lab in STATE for `up`: inventories/lab itself, or a copy in STATE/inventory with moved ports
+    (OFFSET) and/or a fleet (ASKED_HOSTS production app hosts; None: as many as the lab has now, 2 for a new lab).
+    Refuses, before anything changes, a count out of range, another count on a running lab, a fleet with the SSH hosts
+    and another offset on a running lab. Returns the number of production app hosts."""
+    # Without --app-hosts (or --port-offset) a lab keeps the layout its inventory has: the fleet that runs stays.
+    current_offset, current_hosts = lab_layout(state)
+    app_hosts = current_hosts if asked_hosts is None else asked_hosts
+    fleet(app_hosts)  # refuses a count out of range before anything changes
+    if app_hosts != current_hosts and supervisor_running(state):
+        raise SystemExit(f"labctl: the lab in {state} runs {current_hosts} production app host(s), not {app_hosts}: "
+                         f"stop it with 'labctl down' (its data is kept), then run 'labctl up --app-hosts {app_hosts}' "
+                         "(a host it adds serves nothing until the next deploy)")
+    if app_hosts != DEFAULT_APP_HOSTS and (ssh or ssh_hosts.enabled(state)):
+        raise SystemExit(f"labctl: the SSH lab has {DEFAULT_APP_HOSTS} production app hosts (inventories/lab-ssh); "
+                         "--app-hosts needs a lab without --ssh")
+    if offset:
+        if state == (REPO / ".lab").resolve():
+            raise SystemExit("labctl: --port-offset needs its own state directory (PAYMENTS_LAB_DIR)")
+        if supervisor_running(state) and current_offset != offset:
+            raise SystemExit(f"labctl: the lab in {state} runs on other ports; 'labctl down' it first")
+        write_moved_inventory(state, offset, app_hosts)
+    elif current_offset and (asked_hosts is not None or app_hosts != current_hosts):
+        write_moved_inventory(state, current_offset, app_hosts)  # a moved lab keeps its ports
+    elif app_hosts != DEFAULT_APP_HOSTS and (asked_hosts is not None or app_hosts != current_hosts):
+        write_fleet_inventory(state, app_hosts)
+    elif app_hosts != current_hosts or asked_hosts is not None:
+        shutil.rmtree(state / "inventory", ignore_errors=True)  # back to inventories/lab itself
+    return app_hosts
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
     offset = getattr(args, "port_offset", 0)
-    if offset:
-        if state == (REPO / ".lab").resolve():
-            raise SystemExit("labctl: --port-offset needs its own state directory (PAYMENTS_LAB_DIR)")
-        if supervisor_running(state) and all_ports(load_topology()) != moved_ports(offset):
-            raise SystemExit(f"labctl: the lab in {state} runs on other ports; 'labctl down' it first")
-        write_moved_inventory(state, offset)
+    settle_inventory(state, offset, getattr(args, "app_hosts", None), getattr(args, "ssh", False))
     topo = load_topology()
     if getattr(args, "ssh", False):
         if offset or state != (REPO / ".lab").resolve():
@@ -722,6 +810,7 @@ def program_states(state: Path) -> dict:
 def cmd_status(args: argparse.Namespace) -> int:
     state, topo = state_dir(), load_topology()
     info = endpoints(state, topo)
+    info["app_hosts"] = topo["apps"]
     info["programs"] = program_states(state)
     # A lab started by an older labctl lacks newer programs (the SMTP sink): not running until `up` adds them.
     expected = {*LAB_PROGRAMS, *(f"host-{host}" for host in topo["apps"]), *ssh_hosts.programs(state)}
@@ -730,6 +819,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         for key, value in info.items():
+            if key == "app_hosts":
+                value = ", ".join(f"{host} {app['ports']['blue']}/{app['ports']['green']}" for host, app in value.items())
             if key != "programs":
                 print(f"{key:22} {value}")
         for name, status in info["programs"].items():
@@ -744,6 +835,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port-offset", type=int, default=0,
                     help="a second lab: every port moved by this much, its inventory written to the state directory "
                          "(PAYMENTS_LAB_DIR, required)")
+    up.add_argument("--app-hosts", type=int, default=None, metavar="N",
+                    help=f"production app hosts app1..appN (1 to {MAX_APP_HOSTS}), the lab's inventory written to the "
+                         f"state directory; default: the lab's current count ({DEFAULT_APP_HOSTS} for a new lab). "
+                         "A running lab's count changes only after 'labctl down'")
     up.add_argument("--ssh", action="store_true",
                     help="also run every host as an SSH target (one sshd each, a deploy user with sudo; needs root); "
                          "kept on later `up` runs until `down --purge`")
