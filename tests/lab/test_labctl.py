@@ -62,7 +62,16 @@ def test_artifacts_are_rebuilt_only_when_the_source_changed(labctl: ModuleType, 
 
 def test_haproxy_checks_the_lb_endpoint_and_forwards_the_client(labctl: ModuleType, tmp_path: Path) -> None:
     topo = labctl.load_topology()
+    tls = tmp_path / "tls"  # the HTTPS frontends' certificate and key (ensure_tls makes the lab CA's)
+    tls.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(tls / "lb.key"), "-out", str(tls / "lb.pem"), "-subj", "/CN=lb1.payments.lab",
+                    "-days", "1"], check=True, capture_output=True)
+    labctl.write_haproxy_bundle(tls)
+    assert oct((tls / "haproxy.pem").stat().st_mode & 0o777) == "0o600"
     config = labctl.render_haproxy(tmp_path, topo).read_text()
+    for name in ("production_https", "staging_https"):
+        assert f"bind 127.0.0.1:{topo['ports'][name]} ssl crt {tls / 'haproxy.pem'} ssl-min-ver TLSv1.2" in config
     backends = config.split("\nbackend ")[1:]
     assert len(backends) == 4
     for backend in backends:
