@@ -67,7 +67,10 @@ def playbook(status: dict, name: str, extra_env: dict[str, str], *args: str) -> 
                               cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=1800)
         wall = time.monotonic() - started
         if done.returncode != 0:
-            raise SystemExit(f"{name} {' '.join(args)} failed (rc {done.returncode}):\n{done.stdout[-5000:]}{done.stderr[-2000:]}")
+            run = done.stdout.split("TASKS RECAP", 1)[0]  # the task listing after it says nothing of the failure
+            failures = "\n".join(line for line in run.splitlines() if line.startswith(("fatal:", "failed:", "  msg:", "PLAY [")))
+            raise SystemExit(f"{name} {' '.join(args)} failed (rc {done.returncode}):\n{failures[-6000:]}\n"
+                             f"{run[-4000:]}{done.stderr[-2000:]}")
         phases = json.loads(Path(timings.name).read_text(encoding="utf-8"))["phases"]
     recap = done.stdout.split("TASKS RECAP", 1)[-1]
     tasks: dict[str, float] = {}
