@@ -13,6 +13,7 @@ from loadgen import LoadGenerator, summarize
 
 pytestmark = pytest.mark.timeout(900)
 HERE = Path(__file__).resolve().parent
+SWITCH_ANSWER_GRACE_S = 1.0
 
 
 def under_load(lab: dict, action):
@@ -37,10 +38,14 @@ def assert_zero_downtime(samples, switched_at: float, old: str, new: str) -> Non
     failed = [s for s in samples if not s.ok]
     assert not failed, f"{len(failed)} requests failed during the switch, first: {failed[:3]}"
     after = [s for s in samples if s.sent > switched_at]
+    # switched_at is read once HAProxy has answered the map change: a request sent and answered in between (a
+    # descheduled module on a loaded machine: tens of milliseconds, seen once at a load average of 14) already met
+    # the new release. Requests answered a little earlier than that must all be the old release's.
     before = [s for s in samples if s.done < switched_at]
     assert after and before, "the load did not span the switch"
     assert {s.version for s in after} == {new}, "a request sent after the switch was answered by the old release"
-    assert {s.version for s in before} == {old}
+    assert old in {s.version for s in before} <= {old, new}
+    assert {s.version for s in before if s.done < switched_at - SWITCH_ANSWER_GRACE_S} <= {old}
     assert {s.instance.rsplit("-", 1)[0] for s in after} == {"app1", "app2"}
 
 
