@@ -4,6 +4,7 @@ run from its release."""
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, Iterator
 
 import psycopg
@@ -36,6 +38,16 @@ APP_DB = "payments"
 APP_USER = "payments_app"
 START_TIMEOUT_S = 30
 EMULATOR_ACCOUNT = "acct_1LabEmulator00001"
+
+
+@pytest.fixture(scope="module")
+def labctl() -> ModuleType:
+    """lab/labctl.py as a module (its functions render the lab's configuration without starting anything)."""
+    sys.path.insert(0, str(REPO / "lab"))
+    try:
+        return importlib.import_module("labctl")
+    finally:
+        sys.path.remove(str(REPO / "lab"))
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = START_TIMEOUT_S) -> None:

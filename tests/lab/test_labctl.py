@@ -4,7 +4,6 @@ endpoints. (tests/e2e drives labctl itself.)"""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import shutil
 import subprocess
@@ -18,15 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "lab" / "payment_service"
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def labctl() -> ModuleType:
-    sys.path.insert(0, str(REPO / "lab"))
-    try:
-        return importlib.import_module("labctl")
-    finally:
-        sys.path.remove(str(REPO / "lab"))
 
 
 def artifact_digests(state: Path) -> dict[str, str]:

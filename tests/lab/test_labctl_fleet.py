@@ -3,7 +3,6 @@ programs, HAProxy backends, Prometheus targets, status) and the refusals. (tests
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -16,15 +15,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def labctl() -> ModuleType:
-    sys.path.insert(0, str(REPO / "lab"))
-    try:
-        return importlib.import_module("labctl")
-    finally:
-        sys.path.remove(str(REPO / "lab"))
 
 
 def production_hosts(topo: dict) -> dict[str, dict[str, int]]:

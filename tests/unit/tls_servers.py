@@ -100,7 +100,34 @@ class Pki:
         return path
 
 
-class TlsServer:
+class LoopbackListener:
+    """A listening socket on 127.0.0.1 (a port of its own) whose connections go to ``accepted`` until ``close``."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port: int = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, dummy = self.sock.accept()
+            except OSError:
+                return
+            self.accepted(conn)
+
+    def accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+class TlsServer(LoopbackListener):
     """Serves ``cert_path`` on 127.0.0.1 (a port of its own) until ``close``.
 
     ``max_version``/``min_version`` cap the protocol (TLS 1.0 and 1.1 also lower OpenSSL's security level);
@@ -124,19 +151,10 @@ class TlsServer:
         self.postgres = postgres
         self.protocols: list[str] = []
         self.ssl_requests = 0
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port: int = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__()
 
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, dummy = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+    def accepted(self, conn: socket.socket) -> None:
+        threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
     def handle(self, conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -153,43 +171,27 @@ class TlsServer:
                 self.protocols.append(str(tls.version()))
                 tls.recv(1)  # until the client closes
 
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
 
-
-class SilentServer:
+class SilentServer(LoopbackListener):
     """Accepts connections and never answers (a handshake that times out), or answers ``reply`` and closes."""
 
     def __init__(self, reply: bytes | None = None) -> None:
         self.reply = reply
         self.connections = 0
         self.open: list[socket.socket] = []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port: int = self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
+        super().__init__()
 
-    def serve(self) -> None:
-        while True:
-            try:
-                conn, dummy = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            if self.reply is None:
-                self.open.append(conn)
-                continue
-            with contextlib.suppress(OSError), conn:
-                conn.settimeout(2)
-                conn.recv(4096)
-                conn.sendall(self.reply)
+    def accepted(self, conn: socket.socket) -> None:
+        self.connections += 1
+        if self.reply is None:
+            self.open.append(conn)
+            return
+        with contextlib.suppress(OSError), conn:
+            conn.settimeout(2)
+            conn.recv(4096)
+            conn.sendall(self.reply)
 
     def close(self) -> None:
         for conn in self.open:
             conn.close()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
+        super().close()

@@ -253,3 +253,51 @@ def test_info_filters_and_never_returns_secrets(fake: FakeStripe, capsys: pytest
     assert [e["id"] for e in by_url["endpoints"]] == [other["id"]]
     by_id = run(stripe_webhook_endpoint_info, capsys, args(fake, id=other["id"], url=URL))
     assert by_id["endpoints"] == []
+
+
+# return_secret: the signing secret handed to a no_log task only, no file written.
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def test_without_no_log_it_is_refused_before_any_request(fake: FakeStripe, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run(stripe_webhook_endpoint, capsys, endpoint_args(fake, return_secret=True))
+    assert result["failed"] is True
+    assert "return_secret=true" in result["msg"] and "no_log: true" in result["msg"]
+    assert fake.requests == [] and result["api_calls"] == []
+
+
+def test_created_endpoint_secret_is_returned_unmasked_and_no_file_written(
+        fake: FakeStripe, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    created = run(stripe_webhook_endpoint, capsys, endpoint_args(fake, return_secret=True, _ansible_no_log=True))
+    assert created["changed"] is True and created["operation"] == "created"
+    assert created["secret_issued"] is True and created["secret_file_written"] is False
+    assert created["secret"] == secret_of(fake, created["endpoint"]["id"])
+    assert "secret" not in created["endpoint"]
+    assert files_under(tmp_path) == []
+
+    again = run(stripe_webhook_endpoint, capsys, endpoint_args(fake, return_secret=True, _ansible_no_log=True))
+    assert again["changed"] is False and again["secret_issued"] is False and "secret" not in again
+
+
+def test_check_mode_returns_no_secret(fake: FakeStripe, capsys: pytest.CaptureFixture[str]) -> None:
+    predicted = run(stripe_webhook_endpoint, capsys, endpoint_args(fake, return_secret=True, _ansible_no_log=True), check=True)
+    assert predicted["changed"] is True and predicted["secret_issued"] is False and "secret" not in predicted
+    assert fake.endpoints == {}
+
+
+def test_recreated_endpoint_returns_the_new_secret(fake: FakeStripe, capsys: pytest.CaptureFixture[str]) -> None:
+    old = fake.add_endpoint(url=URL, enabled_events=EVENTS, api_version="2024-06-20",
+                            metadata={"payments_deploy_id": "prod", "payments_deploy_connect": "false"})
+    result = run(stripe_webhook_endpoint, capsys, endpoint_args(
+        fake, api_version="2025-01-27.acacia", recreate=True, return_secret=True, _ansible_no_log=True))
+    assert result["operation"] == "recreated" and result["endpoint"]["id"] != old["id"]
+    assert result["secret"] == secret_of(fake, result["endpoint"]["id"])
+
+
+def test_without_return_secret_the_secret_stays_masked(fake: FakeStripe, capsys: pytest.CaptureFixture[str]) -> None:
+    created = run(stripe_webhook_endpoint, capsys, endpoint_args(fake, _ansible_no_log=True))
+    assert created["secret_issued"] is True
+    assert secret_of(fake, created["endpoint"]["id"]) not in created["_raw"]
