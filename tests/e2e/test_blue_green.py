@@ -44,7 +44,8 @@ def assert_zero_downtime(samples, switched_at: float, old: str, new: str) -> Non
     before = [s for s in samples if s.done < switched_at]
     assert after and before, "the load did not span the switch"
     assert {s.version for s in after} == {new}, "a request sent after the switch was answered by the old release"
-    assert old in {s.version for s in before} <= {old, new}
+    versions_before = {s.version for s in before}
+    assert old in versions_before and versions_before <= {old, new}
     assert {s.version for s in before if s.done < switched_at - SWITCH_ANSWER_GRACE_S} <= {old}
     assert {s.instance.rsplit("-", 1)[0] for s in after} == {"app1", "app2"}
 
