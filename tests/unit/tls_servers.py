@@ -149,11 +149,14 @@ class TlsServer(LoopbackListener):
             if max_version:
                 self.context.maximum_version = versions[max_version]
         self.postgres = postgres
-        self.protocols: list[str] = []
+        # Counted when the connection is accepted, before its handshake can start: a client that has finished its
+        # handshake has always been counted (what the server thread records after the handshake may come later).
+        self.connections = 0
         self.ssl_requests = 0
         super().__init__()
 
     def accepted(self, conn: socket.socket) -> None:
+        self.connections += 1
         threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
     def handle(self, conn: socket.socket) -> None:
@@ -168,7 +171,6 @@ class TlsServer(LoopbackListener):
                 if self.postgres != "S":
                     return
             with self.context.wrap_socket(conn, server_side=True) as tls:
-                self.protocols.append(str(tls.version()))
                 tls.recv(1)  # until the client closes
 
 

@@ -98,10 +98,10 @@ def test_one_failure_names_every_failing_endpoint(tmp_path: Path, pki: Pki, serv
 ])
 def test_bad_settings_are_refused_before_connecting(tmp_path: Path, pki: Pki, servers: dict[str, TlsServer],
                                                     endpoints: list[dict[str, t.Any]], expected: str) -> None:
-    before = len(servers["good"].protocols)
+    before = servers["good"].connections
     endpoints = [dict(e, port=servers["good"].port) if e.get("port") == 443 else e for e in endpoints]
     rc, out = playbook(tmp_path, {"preflight_tls_endpoints": endpoints})
     assert rc == 2 and expected in out, out
     assert "nothing was changed" in out or "Validation of arguments failed" in out
     assert "Check the certificate each TLS endpoint serves" not in out
-    assert len(servers["good"].protocols) == before
+    assert servers["good"].connections == before
