@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,11 @@ ENVIRONMENT_GROUPS = {"production": "production_app", "staging": "staging_app"}
 DEFAULT_APP_HOSTS = 2
 MAX_APP_HOSTS = 16
 FLEET_PORT_BASE = 27000
+# Load balancers lb1..lbN (labctl up --load-balancers N): lb1 is inventories/lab's (lab_ports), lb2..lb4 get
+# FLEET_PORT_BASE + 10 * i + 5..8 (production, staging, then their HTTPS ports): 27025..27048, in the fleet's block but
+# on last digits (5-8) that no app host's port (1, 2) has, so no fleet and no moved lab meets them.
+LB_PORTS = ("production", "staging", "production_https", "staging_https")
+MAX_LOAD_BALANCERS = 4
 
 
 def state_dir() -> Path:
@@ -66,12 +72,42 @@ def load_topology(inventory: Path | None = None) -> dict:
     for group in ("production_app", "staging_app"):
         for name, hostvars in hosts[group]["hosts"].items():
             apps[name] = {"group": group, "ports": hostvars["payments_colour_ports"]}
+    # The first load balancer serves on the lab's ports; every other one on the ports its host variables name.
+    lbs = {name: (hostvars or {}).get("lab_lb_ports") or {port: settings["lab_ports"][port] for port in LB_PORTS}
+           for name, hostvars in hosts["loadbalancers"]["hosts"].items()}
     return {"ports": {**settings["lab_ports"], **monitoring["lab_monitoring_ports"]}, "apps": apps,
-            "lb": next(iter(hosts["loadbalancers"]["hosts"]))}
+            "lb": next(iter(lbs)), "lbs": lbs}
 
 
 def all_ports(topo: dict) -> set[int]:
-    return set(topo["ports"].values()) | {port for app in topo["apps"].values() for port in app["ports"].values()}
+    return set(topo["ports"].values()) | {port for app in topo["apps"].values() for port in app["ports"].values()} | \
+        {port for ports in topo["lbs"].values() for port in ports.values()}
+
+
+def load_balancers(count: int, offset: int = 0) -> dict[str, dict[str, int]]:
+    """The load balancers of a lab with COUNT of them and their frontend ports moved by OFFSET."""
+    if not 1 <= count <= MAX_LOAD_BALANCERS:
+        raise SystemExit(f"labctl: --load-balancers {count}: a lab runs 1 to {MAX_LOAD_BALANCERS} load balancers")
+    lab_ports = yaml.safe_load((INVENTORY / LAB_VARS).read_text())["lab_ports"]
+    lbs = {"lb1": {name: lab_ports[name] + offset for name in LB_PORTS}}
+    for index in range(2, count + 1):
+        lbs[f"lb{index}"] = {name: FLEET_PORT_BASE + 10 * index + 5 + rank + offset for rank, name in enumerate(LB_PORTS)}
+    return lbs
+
+
+def lb_hostvars(name: str, ports: dict[str, int]) -> dict:
+    """The inventory variables of a load balancer after the first: its own ports, admin socket, map file, frontends,
+    certificate checks (the lab's one HAProxy certificate, checked by its IP address) and journal directory."""
+    root = f"{{{{ lab_state_dir }}}}/hosts/{name}"
+    return {
+        "lab_lb_ports": ports,
+        "traffic_lb_admin_socket": f"{root}/run/haproxy/admin.sock",
+        "traffic_lb_map_file": f"{root}/etc/haproxy/colours.map",
+        "traffic_frontend_urls": {env: f"http://127.0.0.1:{ports[env]}" for env in ("production", "staging")},
+        "traffic_switch_tls_endpoints": {env: {"host": "127.0.0.1", "port": ports[f"{env}_https"], "server_name": "127.0.0.1",
+                                               "ca_path": "{{ lab_tls_ca_file }}"} for env in ("production", "staging")},
+        "deploy_journal_dir": f"{root}/var/lib/payments/journal",
+    }
 
 
 def fleet(app_hosts: int, offset: int = 0) -> dict[str, dict[str, int]]:
@@ -92,6 +128,7 @@ def reserved_ports() -> set[int]:
     """Every port the first lab may take: inventories/lab's, the largest fleet's and the SSH hosts'."""
     base = load_topology(INVENTORY)
     return all_ports(base) | {port for ports in fleet(MAX_APP_HOSTS).values() for port in ports.values()} | \
+        {port for ports in load_balancers(MAX_LOAD_BALANCERS).values() for port in ports.values()} | \
         set(ssh_hosts.ssh_ports().values())
 
 
@@ -107,7 +144,12 @@ def lab_layout(state: Path) -> tuple[int, int]:
     return offset, sum(1 for app in topo["apps"].values() if app["group"] == "production_app")
 
 
-def write_moved_inventory(state: Path, offset: int, app_hosts: int = DEFAULT_APP_HOSTS) -> Path:
+def lab_load_balancer_count(state: Path) -> int:
+    """How many load balancers the lab in STATE has, as its inventory says (1 without a copy)."""
+    return len(load_topology(inventory_dir(state))["lbs"])
+
+
+def write_moved_inventory(state: Path, offset: int, app_hosts: int = DEFAULT_APP_HOSTS, lb_count: int = 1) -> Path:
     """A copy of inventories/lab in STATE/inventory with every port moved by OFFSET and the state directory pinned,
     so that ansible-playbook -i STATE/inventory/hosts.yml drives this lab and no other (with APP_HOSTS production app
     hosts, see write_fleet_inventory). Refuses an offset that makes any port meet one the first lab may take (with
@@ -116,14 +158,15 @@ def write_moved_inventory(state: Path, offset: int, app_hosts: int = DEFAULT_APP
     if offset <= 0 or max(moved) > 65535 or moved & reserved_ports():
         raise SystemExit(f"labctl: --port-offset {offset} moves the lab's ports onto the first lab's or out of range; "
                          "choose another (200 is free)")
-    return write_fleet_inventory(state, app_hosts, offset)
+    return write_fleet_inventory(state, app_hosts, offset, lb_count)
 
 
-def write_fleet_inventory(state: Path, app_hosts: int, offset: int = 0) -> Path:
+def write_fleet_inventory(state: Path, app_hosts: int, offset: int = 0, lb_count: int = 1) -> Path:
     """A copy of inventories/lab in STATE/inventory whose production_app group is app1..appAPP_HOSTS (see fleet() for
-    their ports), every port moved by OFFSET (0: the first lab's) and the state directory pinned. The caller checks
-    OFFSET (write_moved_inventory)."""
+    their ports) and whose loadbalancers group is lb1..lbLB_COUNT (see load_balancers()), every port moved by OFFSET
+    (0: the first lab's) and the state directory pinned. The caller checks OFFSET (write_moved_inventory)."""
     hosts = fleet(app_hosts, offset)
+    lbs = load_balancers(lb_count, offset)
     target = state / "inventory"
     if target.exists():
         shutil.rmtree(target)
@@ -140,12 +183,14 @@ def write_fleet_inventory(state: Path, app_hosts: int, offset: int = 0) -> Path:
     def move_app_ports(inventory: dict) -> None:
         groups = inventory["all"]["children"]
         groups["production_app"]["hosts"] = {name: {"payments_colour_ports": ports} for name, ports in hosts.items()}
+        groups["loadbalancers"]["hosts"] = {name: lb_hostvars(name, ports) if name != "lb1" else None
+                                            for name, ports in lbs.items()}
         for hostvars in groups["staging_app"]["hosts"].values():
             hostvars["payments_colour_ports"] = shift(hostvars["payments_colour_ports"])
 
     rewrite(target / "hosts.yml", move_app_ports,
-            f"# Written by labctl up (--port-offset {offset}, --app-hosts {app_hosts}): the lab inventory with its "
-            "ports moved and its production app hosts.\n")
+            f"# Written by labctl up (--port-offset {offset}, --app-hosts {app_hosts}, --load-balancers {lb_count}): the "
+            "lab inventory with its ports moved, its production app hosts and its load balancers.\n")
     rewrite(target / LAB_VARS, lambda lab: lab.update(lab_ports=shift(lab["lab_ports"]), lab_state_dir=str(state)))
     rewrite(target / MONITORING_VARS,
             lambda monitoring: monitoring.update(lab_monitoring_ports=shift(monitoring["lab_monitoring_ports"])))
@@ -348,15 +393,21 @@ def program(name: str, command: str, log_dir: Path, **extra: str) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-def haproxy_paths(state: Path, topo: dict) -> tuple[Path, Path]:
-    """The load balancer host's HAProxy configuration and colour map."""
-    etc = state / "hosts" / topo["lb"] / "etc" / "haproxy"
+def haproxy_paths(state: Path, topo: dict, lb: str | None = None) -> tuple[Path, Path]:
+    """A load balancer host's (the first by default) HAProxy configuration and colour map."""
+    etc = state / "hosts" / (lb or topo["lb"]) / "etc" / "haproxy"
     return etc / "haproxy.cfg", etc / "colours.map"
 
 
-def haproxy_config(state: Path, topo: dict) -> str:
-    """HAProxy's configuration for the inventory's app hosts."""
-    lb_root = state / "hosts" / topo["lb"]
+def haproxy_program(topo: dict, lb: str) -> str:
+    """The supervisor program of a load balancer's HAProxy: haproxy for the first, haproxy-lbN for the others."""
+    return "haproxy" if lb == topo["lb"] else f"haproxy-{lb}"
+
+
+def haproxy_config(state: Path, topo: dict, lb: str | None = None) -> str:
+    """HAProxy's configuration of a load balancer (the first by default) for the inventory's app hosts."""
+    lb = lb or topo["lb"]
+    lb_root = state / "hosts" / lb
     template = (LAB_SRC / "templates" / "haproxy.cfg").read_text()
     backends = []
     for env, group in (("production", "production_app"), ("staging", "staging_app")):
@@ -367,24 +418,27 @@ def haproxy_config(state: Path, topo: dict) -> str:
             # outage degrades the service instead of emptying every backend at once.
             backends.append(f"backend {env}_{colour}\n    option httpchk GET /healthz/lb\n"
                             f"    http-check expect status 200\n{servers}")
-    ports = topo["ports"]
+    ports = topo["lbs"][lb]
     return template.format(admin_socket=lb_root / "run" / "haproxy" / "admin.sock",
-                           map_file=haproxy_paths(state, topo)[1], production_port=ports["production"],
+                           map_file=haproxy_paths(state, topo, lb)[1], production_port=ports["production"],
                            staging_port=ports["staging"], production_https_port=ports["production_https"],
                            staging_https_port=ports["staging_https"], tls_bundle=state / "tls" / "haproxy.pem",
                            backends="\n".join(backends))
 
 
-def render_haproxy(state: Path, topo: dict, keep_existing: bool = False) -> Path:
-    """Write HAProxy's configuration (left as it is with keep_existing, when there is one) and a first map file."""
-    lb_root = state / "hosts" / topo["lb"]
+def render_haproxy(state: Path, topo: dict, keep_existing: bool = False, lb: str | None = None) -> Path:
+    """Write a load balancer's HAProxy configuration (left as it is with keep_existing, when there is one) and a first
+    map file: a load balancer added to a lab starts on the colours the first one routes to."""
+    lb = lb or topo["lb"]
+    lb_root = state / "hosts" / lb
     for sub in ("etc/haproxy", "run/haproxy"):
         (lb_root / sub).mkdir(parents=True, exist_ok=True)
-    path, map_file = haproxy_paths(state, topo)
+    path, map_file = haproxy_paths(state, topo, lb)
+    first_map = haproxy_paths(state, topo)[1]
     if not map_file.exists():  # the live colour is state: never reset it on a re-run
-        map_file.write_text("production blue\nstaging blue\n")
+        map_file.write_text(first_map.read_text() if first_map.exists() else "production blue\nstaging blue\n")
     if not (keep_existing and path.exists()):
-        path.write_text(haproxy_config(state, topo))
+        path.write_text(haproxy_config(state, topo, lb))
     return path
 
 
@@ -447,8 +501,9 @@ def render_lab_supervisor(state: Path, topo: dict, creds: dict, keep_haproxy_cfg
                     environment=f'PYTHONPATH="{LAB_SRC}"')
     conf += program("artifacts", f"{bindir / 'python'} -m http.server {topo['ports']['artifacts']} --bind 127.0.0.1"
                     f" --directory {state / 'artifacts'}", logs, priority="10")
-    conf += program("haproxy", f"/usr/sbin/haproxy -W -db -f {render_haproxy(state, topo, keep_haproxy_cfg)}", logs,
-                    priority="20", stopsignal="USR1")
+    for lb in topo["lbs"]:
+        conf += program(haproxy_program(topo, lb), f"/usr/sbin/haproxy -W -db -f {render_haproxy(state, topo, keep_haproxy_cfg, lb)}",
+                        logs, priority="20", stopsignal="USR1")
     conf += monitoring_programs(state, topo, logs)
     for host in topo["apps"]:
         conf += program(f"host-{host}", f"{bindir / 'supervisord'} -c {render_app_host(state, host)}", logs,
@@ -666,18 +721,33 @@ def endpoints(state: Path, topo: dict) -> dict:
         "state_dir": str(state),
         "inventory": str(inventory_dir(state) / "hosts.yml"),
         **ssh_hosts.endpoints(state),
+        "load_balancers": {lb: {
+            "production_url": f"http://127.0.0.1:{lb_ports['production']}",
+            "staging_url": f"http://127.0.0.1:{lb_ports['staging']}",
+            "production_https_url": f"https://127.0.0.1:{lb_ports['production_https']}",
+            "staging_https_url": f"https://127.0.0.1:{lb_ports['staging_https']}",
+            "admin_socket": str(state / "hosts" / lb / "run" / "haproxy" / "admin.sock"),
+            "map_file": str(haproxy_paths(state, topo, lb)[1]),
+        } for lb, lb_ports in topo["lbs"].items()},
     }
 
 
-def settle_inventory(state: Path, offset: int, asked_hosts: int | None, ssh: bool = False) -> int:
+def settle_inventory(state: Path, offset: int, asked_hosts: int | None, ssh: bool = False,
+                     asked_lbs: int | None = None) -> int:
     """The inventory of the lab in STATE for `up`: inventories/lab itself, or a copy in STATE/inventory with moved ports
-    (OFFSET) and/or a fleet (ASKED_HOSTS production app hosts; None: as many as the lab has now, 2 for a new lab).
-    Refuses, before anything changes, a count out of range, another count on a running lab, a fleet with the SSH hosts
-    and another offset on a running lab. Returns the number of production app hosts."""
+    (OFFSET) and/or a fleet (ASKED_HOSTS production app hosts; None: as many as the lab has now, 2 for a new lab)
+    and/or more load balancers (ASKED_LBS; None: as many as the lab has now, 1 for a new lab).
+    Refuses, before anything changes, a count out of range, another app host count on a running lab (a load balancer
+    count may change: `up` starts or stops its HAProxy), a fleet with the SSH hosts and another offset on a running
+    lab. Returns the number of production app hosts. (Load balancers after lb1 are reached with the local connection
+    only: inventories/lab-ssh lists lb1.)"""
     # Without --app-hosts (or --port-offset) a lab keeps the layout its inventory has: the fleet that runs stays.
     current_offset, current_hosts = lab_layout(state)
+    current_lbs = lab_load_balancer_count(state)
     app_hosts = current_hosts if asked_hosts is None else asked_hosts
+    lb_count = current_lbs if asked_lbs is None else asked_lbs
     fleet(app_hosts)  # refuses a count out of range before anything changes
+    load_balancers(lb_count)
     if app_hosts != current_hosts and supervisor_running(state):
         raise SystemExit(f"labctl: the lab in {state} runs {current_hosts} production app host(s), not {app_hosts}: "
                          f"stop it with 'labctl down' (its data is kept), then run 'labctl up --app-hosts {app_hosts}' "
@@ -685,17 +755,18 @@ def settle_inventory(state: Path, offset: int, asked_hosts: int | None, ssh: boo
     if app_hosts != DEFAULT_APP_HOSTS and (ssh or ssh_hosts.enabled(state)):
         raise SystemExit(f"labctl: the SSH lab has {DEFAULT_APP_HOSTS} production app hosts (inventories/lab-ssh); "
                          "--app-hosts needs a lab without --ssh")
+    changed = asked_hosts is not None or asked_lbs is not None or app_hosts != current_hosts or lb_count != current_lbs
     if offset:
         if state == (REPO / ".lab").resolve():
             raise SystemExit("labctl: --port-offset needs its own state directory (PAYMENTS_LAB_DIR)")
         if supervisor_running(state) and current_offset != offset:
             raise SystemExit(f"labctl: the lab in {state} runs on other ports; 'labctl down' it first")
-        write_moved_inventory(state, offset, app_hosts)
-    elif current_offset and (asked_hosts is not None or app_hosts != current_hosts):
-        write_moved_inventory(state, current_offset, app_hosts)  # a moved lab keeps its ports
-    elif app_hosts != DEFAULT_APP_HOSTS and (asked_hosts is not None or app_hosts != current_hosts):
-        write_fleet_inventory(state, app_hosts)
-    elif app_hosts != current_hosts or asked_hosts is not None:
+        write_moved_inventory(state, offset, app_hosts, lb_count)
+    elif current_offset and changed:
+        write_moved_inventory(state, current_offset, app_hosts, lb_count)  # a moved lab keeps its ports
+    elif (app_hosts != DEFAULT_APP_HOSTS or lb_count != 1) and changed:
+        write_fleet_inventory(state, app_hosts, 0, lb_count)
+    elif changed:
         shutil.rmtree(state / "inventory", ignore_errors=True)  # back to inventories/lab itself
     return app_hosts
 
@@ -704,7 +775,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
     offset = getattr(args, "port_offset", 0)
-    settle_inventory(state, offset, getattr(args, "app_hosts", None), getattr(args, "ssh", False))
+    settle_inventory(state, offset, getattr(args, "app_hosts", None), getattr(args, "ssh", False),
+                     getattr(args, "load_balancers", None))
     topo = load_topology()
     if getattr(args, "ssh", False):
         if offset or state != (REPO / ".lab").resolve():
@@ -721,11 +793,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"built payment-service {version} (the service's source changed since the last build)")
     sign_artifacts(state)
     running = supervisor_running(state)
-    haproxy_cfg = haproxy_paths(state, topo)[0]
-    reload_lb = running and (not haproxy_cfg.exists() or haproxy_cfg.read_text() != haproxy_config(state, topo))
+    # Load balancers whose configuration changed (a new one is started by `supervisorctl update` instead).
+    reload_lbs = [lb for lb in topo["lbs"] if running and haproxy_paths(state, topo, lb)[0].exists()
+                  and haproxy_paths(state, topo, lb)[0].read_text() != haproxy_config(state, topo, lb)]
     # A running lab whose colours run releases from before /healthz/lb keeps HAProxy's configuration: its check
     # would mark every one of them down.
-    outdated = servers_without_lb_check(topo) if reload_lb else []
+    outdated = servers_without_lb_check(topo) if reload_lbs else []
     if outdated:
         print(f"labctl: HAProxy keeps its configuration: {', '.join(outdated)} run(s) a release without /healthz/lb; "
               "deploy releases built from this source (or start afresh with 'labctl down --purge'), then run "
@@ -735,10 +808,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     if running:
         supervisorctl(state, "update")
         supervisorctl(state, "start", "all", check=False)
-        if reload_lb and not outdated:
-            reload_haproxy(state, haproxy_cfg)
+        for lb in reload_lbs if not outdated else []:
+            reload_haproxy(state, haproxy_paths(state, topo, lb)[0], haproxy_program(topo, lb))
     else:
-        wanted = {**topo["ports"], **({f"ssh-{h}": p for h, p in ssh_hosts.ssh_ports().items()} if ssh else {})}
+        wanted = {**topo["ports"], **{f"{lb} {name}": port for lb, ports in topo["lbs"].items() if lb != topo["lb"]
+                                      for name, port in ports.items()},
+                  **({f"ssh-{h}": p for h, p in ssh_hosts.ssh_ports().items()} if ssh else {})}
         busy = [f"{name} ({port})" for name, port in wanted.items() if port_in_use(port)]
         if busy:
             raise SystemExit(f"labctl: ports already in use by another process: {', '.join(busy)}; "
@@ -746,6 +821,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         subprocess.run([str(venv_bin() / "supervisord"), "-c", str(conf)], check=True,
                        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for("supervisord", lambda: supervisor_running(state))
+    forget_removed_load_balancers(state, topo)
     ports = topo["ports"]
     wait_for("postgres", lambda: tcp_open(ports["postgres"]))
     if running and reload_postgres:
@@ -756,7 +832,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     wait_for("stripe", lambda: http_ok(f"http://127.0.0.1:{ports['stripe']}/_emulator/health"))
     wait_for("artifacts", lambda: http_ok(f"http://127.0.0.1:{ports['artifacts']}/"))
     wait_for("smtp sink", lambda: http_ok(f"http://127.0.0.1:{ports['mailbox']}/health"))
-    wait_for("haproxy", lambda: Path(endpoints(state, topo)["haproxy_admin_socket"]).exists())
+    for lb, info in endpoints(state, topo)["load_balancers"].items():
+        wait_for(f"haproxy of {lb}", lambda path=info["admin_socket"]: Path(path).exists())
     wait_for("prometheus", lambda: http_ok(f"http://127.0.0.1:{ports['prometheus']}/-/ready"))
     wait_for("alertmanager", lambda: http_ok(f"http://127.0.0.1:{ports['alertmanager']}/-/ready"))
     wait_for("alert receiver", lambda: http_ok(f"http://127.0.0.1:{ports['alert_receiver']}/health"))
@@ -777,14 +854,22 @@ def cmd_up(args: argparse.Namespace) -> int:
     return cmd_status(argparse.Namespace(json=False))
 
 
-def reload_haproxy(state: Path, cfg: Path) -> None:
+def forget_removed_load_balancers(state: Path, topo: dict) -> None:
+    """A load balancer the lab no longer has (its HAProxy stopped by `supervisorctl update`) loses its colour map, so
+    that when it is added again it starts on the colours the first one routes to, not on those it had then."""
+    for root in (state / "hosts").glob("lb*"):
+        if root.name not in topo["lbs"]:
+            haproxy_paths(state, topo, root.name)[1].unlink(missing_ok=True)
+
+
+def reload_haproxy(state: Path, cfg: Path, program_name: str = "haproxy") -> None:
     """A changed configuration is checked, then loaded without dropping a connection (master-worker reload; the live
     colour is in the map file, which the reload reads again)."""
     check = subprocess.run(["/usr/sbin/haproxy", "-c", "-q", "-f", str(cfg)], capture_output=True, text=True, check=False)
     if check.returncode != 0:
         raise SystemExit(f"labctl: the new HAProxy configuration {cfg} is invalid:\n{check.stdout}{check.stderr}")
-    supervisorctl(state, "signal", "USR2", "haproxy")
-    print("HAProxy reloaded with the new configuration")
+    supervisorctl(state, "signal", "USR2", program_name)
+    print(f"HAProxy reloaded with the new configuration ({program_name})")
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -813,7 +898,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     info["app_hosts"] = topo["apps"]
     info["programs"] = program_states(state)
     # A lab started by an older labctl lacks newer programs (the SMTP sink): not running until `up` adds them.
-    expected = {*LAB_PROGRAMS, *(f"host-{host}" for host in topo["apps"]), *ssh_hosts.programs(state)}
+    expected = {*LAB_PROGRAMS, *(f"host-{host}" for host in topo["apps"]), *ssh_hosts.programs(state),
+                *(haproxy_program(topo, lb) for lb in topo["lbs"])}
     info["running"] = expected <= info["programs"].keys() and all(s == "RUNNING" for s in info["programs"].values())
     if args.json:
         print(json.dumps(info, indent=2))
@@ -821,6 +907,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         for key, value in info.items():
             if key == "app_hosts":
                 value = ", ".join(f"{host} {app['ports']['blue']}/{app['ports']['green']}" for host, app in value.items())
+            if key == "load_balancers":
+                value = ", ".join(f"{lb} {urllib.parse.urlsplit(lb_info['production_url']).port}/"
+                                  f"{urllib.parse.urlsplit(lb_info['staging_url']).port}" for lb, lb_info in value.items())
             if key != "programs":
                 print(f"{key:22} {value}")
         for name, status in info["programs"].items():
@@ -839,6 +928,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"production app hosts app1..appN (1 to {MAX_APP_HOSTS}), the lab's inventory written to the "
                          f"state directory; default: the lab's current count ({DEFAULT_APP_HOSTS} for a new lab). "
                          "A running lab's count changes only after 'labctl down'")
+    up.add_argument("--load-balancers", type=int, default=None, metavar="N",
+                    help=f"load balancers lb1..lbN (1 to {MAX_LOAD_BALANCERS}), each a HAProxy with its own frontend ports, "
+                         "admin socket and colour map in front of every app host; lb2..lbN are listed in the lab's "
+                         "inventory written to the state directory. Default: the lab's current count (1 for a new lab). "
+                         "May change on a running lab (a load balancer added starts on the first one's colours)")
     up.add_argument("--ssh", action="store_true",
                     help="also run every host as an SSH target (one sshd each, a deploy user with sudo; needs root); "
                          "kept on later `up` runs until `down --purge`")

@@ -1,15 +1,14 @@
 """Two load balancers in one environment: the deploy checks both, flips both, verifies both, and flips both back when
-either fails. The second one (lb2) is a real HAProxy started here with the lab's configuration on its own ports,
-admin socket, map file and journal directory, and a copy of the lab inventory that lists it."""
+either fails. The second one (lb2) is the lab's own: `labctl up --load-balancers 2` starts it on the running lab (its
+own ports, admin socket, map file and journal directory, listed in the inventory labctl writes) and
+`labctl up --load-balancers 1` stops it again afterwards."""
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import time
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,9 @@ import yaml
 
 from helpers import journal, live, lock_file, map_colour
 from loadgen import LoadGenerator, summarize
-from loopback_ports import free_port
 
 pytestmark = pytest.mark.timeout(900)
-HAPROXY = "/usr/sbin/haproxy"
-
-
-def port_of(url: str) -> int:
-    return int(urllib.parse.urlsplit(url).port or 0)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def runtime(socket_path: Path, command: str) -> str:
@@ -39,51 +33,20 @@ def runtime(socket_path: Path, command: str) -> str:
     return b"".join(chunks).decode()
 
 
+def labctl(lab: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO / "lab" / "labctl"), *args], capture_output=True, text=True, check=False,
+                          env={**os.environ, "PAYMENTS_LAB_DIR": lab["state_dir"]})
+
+
 class SecondLoadBalancer:
-    """lb2: the lab's HAProxy configuration with every port, the socket and the map moved to lb2's own."""
+    """lb2 as `labctl status --json` lists it."""
 
-    def __init__(self, lab: dict, inventory_root: Path) -> None:
-        state = Path(lab["state_dir"])
-        self.root = state / "hosts" / "lb2"
-        self.socket = self.root / "run" / "haproxy" / "admin.sock"
-        self.map_file = self.root / "etc" / "haproxy" / "colours.map"
-        self.config = self.root / "etc" / "haproxy" / "haproxy.cfg"
-        self.journal_dir = self.root / "var" / "lib" / "payments" / "journal"
-        self.ports = {name: free_port() for name in ("production", "staging", "production_https", "staging_https")}
-        self.urls = {env: f"http://127.0.0.1:{self.ports[env]}" for env in ("production", "staging")}
-        self.inventory = inventory_root / "hosts.yml"
-        self.process: subprocess.Popen | None = None
-        self.lab = lab
-
-    def start(self) -> None:
-        lab, lb1 = self.lab, Path(self.lab["haproxy_map_file"]).parents[2]
-        for directory in (self.socket.parent, self.config.parent, self.journal_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        text = Path(lab["haproxy_map_file"]).with_name("haproxy.cfg").read_text()
-        text = text.replace(str(lb1 / "run" / "haproxy" / "admin.sock"), str(self.socket))
-        text = text.replace(str(lb1 / "etc" / "haproxy" / "colours.map"), str(self.map_file))
-        for name in self.ports:
-            old = f"bind 127.0.0.1:{port_of(lab[name + '_url'])}"
-            assert old in text, f"the lab's HAProxy configuration has no {old}"
-            text = text.replace(old, f"bind 127.0.0.1:{self.ports[name]}")
-        self.config.write_text(text)
-        shutil.copyfile(lab["haproxy_map_file"], self.map_file)
-        check = subprocess.run([HAPROXY, "-c", "-q", "-f", str(self.config)], capture_output=True, text=True, check=False)
-        assert check.returncode == 0, check.stdout + check.stderr
-        log = (self.root / "haproxy.log").open("w")
-        self.process = subprocess.Popen([HAPROXY, "-W", "-db", "-f", str(self.config)], stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.socket.exists() and self.servers("production_blue"):
-                break
-            assert self.process.poll() is None, (self.root / "haproxy.log").read_text()
-            time.sleep(0.2)
-        # Wait for the health checks: every server of the live backend UP (operational state 2), as on lb1.
-        backend = f"production_{map_colour(str(self.map_file))}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and {row[5] for row in self.servers(backend)} != {"2"}:
-            time.sleep(0.5)
+    def __init__(self, status: dict) -> None:
+        info = status["load_balancers"]["lb2"]
+        self.socket = Path(info["admin_socket"])
+        self.map_file = Path(info["map_file"])
+        self.urls = {env: info[f"{env}_url"] for env in ("production", "staging")}
+        self.inventory = Path(status["inventory"])
 
     def servers(self, backend: str) -> list[list[str]]:
         """The rows of `show servers state` for one backend (srv_name is column 3, srv_op_state 5, srv_port 18)."""
@@ -97,36 +60,32 @@ class SecondLoadBalancer:
         [row] = [row for row in self.servers(backend) if row[3] == server]
         return int(row[18])
 
-    def write_inventory(self, source: Path) -> None:
-        shutil.copytree(source, self.inventory.parent, dirs_exist_ok=True)
-        hosts = yaml.safe_load(self.inventory.read_text())
-        endpoints = yaml.safe_load((source / "group_vars" / "all" / "tls.yml").read_text())
-        tls = {env: {"host": "127.0.0.1", "port": self.ports[f"{env}_https"], "server_name": "127.0.0.1",
-                     "ca_path": self.lab["tls_ca_file"]} for env in ("production", "staging")}
-        assert endpoints["traffic_switch_tls_endpoints"].keys() == tls.keys()
-        hosts["all"]["children"]["loadbalancers"]["hosts"]["lb2"] = {
-            "traffic_lb_admin_socket": str(self.socket),
-            "traffic_lb_map_file": str(self.map_file),
-            "traffic_frontend_urls": self.urls,
-            "traffic_switch_tls_endpoints": tls,
-            "deploy_journal_dir": str(self.journal_dir),
-        }
-        self.inventory.write_text(yaml.safe_dump(hosts, sort_keys=False))
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=15)
+    def wait_until_live_backend_is_up(self) -> None:
+        """Every server of the live backend UP (operational state 2) after lb2's first health checks, as on lb1."""
+        backend = f"production_{map_colour(str(self.map_file))}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and {row[5] for row in self.servers(backend)} != {"2"}:
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
-def lb2(lab, tmp_path_factory):
-    second = SecondLoadBalancer(lab, tmp_path_factory.mktemp("two-lbs") / "inventory")
-    second.write_inventory(Path(lab["inventory"]).parent)
-    second.start()
+def lb2(lab):
+    added = labctl(lab, "up", "--load-balancers", "2")
+    assert added.returncode == 0, added.stdout + added.stderr
+    status = json.loads(labctl(lab, "status", "--json").stdout)
+    assert status["running"] and status["programs"]["haproxy-lb2"] == "RUNNING"
+    assert list(status["load_balancers"]) == ["lb1", "lb2"]
+    hosts = yaml.safe_load(Path(status["inventory"]).read_text())["all"]["children"]["loadbalancers"]["hosts"]
+    assert list(hosts) == ["lb1", "lb2"]
+    second = SecondLoadBalancer(status)
+    assert second.map_file.read_text() == Path(lab["haproxy_map_file"]).read_text()  # it starts on lb1's colours
+    second.wait_until_live_backend_is_up()
     yield second
-    second.stop()
-    shutil.rmtree(second.root, ignore_errors=True)
+    removed = labctl(lab, "up", "--load-balancers", "1")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    status = json.loads(labctl(lab, "status", "--json").stdout)
+    assert list(status["load_balancers"]) == ["lb1"] and "haproxy-lb2" not in status["programs"]
+    assert status["inventory"] == lab["inventory"]
 
 
 def deploy(playbook, lab: dict, second: SecondLoadBalancer, version: str):

@@ -159,3 +159,86 @@ def test_status_lists_the_app_hosts(labctl: ModuleType, tmp_path: Path, monkeypa
         {"app1": 28711, "app2": 28721, "app3": 27631, "stg1": 28811}
     labctl.main(["status"])
     assert "app3 27631/27632" in capsys.readouterr().out
+
+
+def test_a_second_load_balancer_has_its_own_ports_socket_map_and_journal(labctl: ModuleType, tmp_path: Path) -> None:
+    inventory = labctl.write_fleet_inventory(tmp_path, 2, 0, 2)
+    topo = labctl.load_topology(inventory)
+    assert topo["lb"] == "lb1" and list(topo["lbs"]) == ["lb1", "lb2"]
+    assert topo["lbs"]["lb1"] == {name: topo["ports"][name] for name in labctl.LB_PORTS}
+    assert topo["lbs"]["lb2"] == {"production": 27025, "staging": 27026, "production_https": 27027, "staging_https": 27028}
+    assert labctl.lab_load_balancer_count(tmp_path) == 2 and labctl.lab_layout(tmp_path) == (0, 2)
+    shown = subprocess.run([str(Path(sys.executable).with_name("ansible-inventory")), "-i", str(inventory / "hosts.yml"),
+                            "--host", "lb2"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    lb2 = json.loads(shown.stdout)
+    # ansible-inventory does not template: each value names lb2's directory under the state directory of the lab.
+    assert lb2["traffic_lb_admin_socket"] == "{{ lab_state_dir }}/hosts/lb2/run/haproxy/admin.sock"
+    assert lb2["traffic_lb_map_file"] == "{{ lab_state_dir }}/hosts/lb2/etc/haproxy/colours.map"
+    assert lb2["deploy_journal_dir"] == "{{ lab_state_dir }}/hosts/lb2/var/lib/payments/journal"
+    assert lb2["traffic_frontend_urls"] == {"production": "http://127.0.0.1:27025", "staging": "http://127.0.0.1:27026"}
+    assert lb2["traffic_switch_tls_endpoints"]["staging"]["port"] == 27028 and lb2["lab_state_dir"] == str(tmp_path)
+    # Its HAProxy: its own ports, socket and map, the same backends as lb1; a supervisor program of its own.
+    lb1_config, lb2_config = (labctl.haproxy_config(tmp_path, topo, lb) for lb in ("lb1", "lb2"))
+    for port in (27025, 27026, 27027, 27028):
+        assert f"bind 127.0.0.1:{port}" in lb2_config and f":{port}" not in lb1_config
+    assert f"{tmp_path}/hosts/lb2/run/haproxy/admin.sock" in lb2_config and "hosts/lb1" not in lb2_config
+    assert lb1_config.split("\nbackend ", 1)[1] == lb2_config.split("\nbackend ", 1)[1]
+    conf = labctl.render_lab_supervisor(tmp_path, topo, labctl.ensure_secrets(tmp_path)).read_text()
+    assert "[program:haproxy]" in conf and f"[program:haproxy-lb2]\ncommand=/usr/sbin/haproxy -W -db -f {tmp_path}/hosts/lb2" in conf
+
+
+def test_an_added_load_balancer_starts_on_the_colours_the_first_routes_to(labctl: ModuleType, tmp_path: Path) -> None:
+    labctl.write_fleet_inventory(tmp_path, 2)
+    topo = labctl.load_topology(labctl.inventory_dir(tmp_path))
+    labctl.render_haproxy(tmp_path, topo)
+    first_map = labctl.haproxy_paths(tmp_path, topo)[1]
+    first_map.write_text("production green\nstaging blue\n")  # what deploys left
+    labctl.write_fleet_inventory(tmp_path, 2, 0, 3)
+    topo = labctl.load_topology(labctl.inventory_dir(tmp_path))
+    for lb in ("lb2", "lb3"):
+        labctl.render_haproxy(tmp_path, topo, lb=lb)
+        assert labctl.haproxy_paths(tmp_path, topo, lb)[1].read_text() == "production green\nstaging blue\n"
+    labctl.haproxy_paths(tmp_path, topo, "lb2")[1].write_text("production blue\nstaging blue\n")
+    labctl.render_haproxy(tmp_path, topo, lb="lb2")  # an existing map is state: never reset
+    assert labctl.haproxy_paths(tmp_path, topo, "lb2")[1].read_text() == "production blue\nstaging blue\n"
+    # Down to one load balancer, then two again: lb2 starts on lb1's colours, not on those it had.
+    labctl.write_fleet_inventory(tmp_path, 2, 0, 1)
+    labctl.forget_removed_load_balancers(tmp_path, labctl.load_topology(labctl.inventory_dir(tmp_path)))
+    assert first_map.exists() and not labctl.haproxy_paths(tmp_path, topo, "lb2")[1].exists()
+    labctl.render_haproxy(tmp_path, topo, lb="lb2")
+    assert labctl.haproxy_paths(tmp_path, topo, "lb2")[1].read_text() == "production green\nstaging blue\n"
+
+
+def test_every_port_of_the_largest_lab_is_its_own_and_moves_clear_of_the_first(labctl: ModuleType, tmp_path: Path) -> None:
+    topo = labctl.load_topology(labctl.write_fleet_inventory(tmp_path, labctl.MAX_APP_HOSTS, 0, labctl.MAX_LOAD_BALANCERS))
+    ports = [*topo["ports"].values(), *(port for app in topo["apps"].values() for port in app["ports"].values()),
+             *(port for name, lb in topo["lbs"].items() if name != "lb1" for port in lb.values())]
+    assert len(ports) == len(set(ports)) and max(ports) < 32768
+    assert not set(ports) & {*range(20000, 25000)} and not set(ports) & set(labctl.ssh_hosts.ssh_ports().values())
+    for offset in (200, 400, 600):
+        moved = labctl.load_topology(labctl.write_moved_inventory(tmp_path / str(offset), offset, 12, labctl.MAX_LOAD_BALANCERS))
+        assert moved["lbs"]["lb2"] == {name: port + offset for name, port in topo["lbs"]["lb2"].items()}
+        assert not labctl.all_ports(moved) & labctl.reserved_ports()
+
+
+@pytest.mark.parametrize("count", [0, 5])
+def test_a_load_balancer_count_out_of_range_is_refused(labctl: ModuleType, tmp_path: Path, count: int) -> None:
+    with pytest.raises(SystemExit, match="1 to 4 load balancers"):
+        labctl.settle_inventory(tmp_path, 0, None, asked_lbs=count)
+    assert not (tmp_path / "inventory").exists()
+
+
+def test_the_load_balancer_count_changes_on_a_running_lab_and_keeps_the_fleet(labctl: ModuleType, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(labctl, "supervisor_running", lambda state: False)
+    assert labctl.settle_inventory(tmp_path, 0, 4) == 4
+    monkeypatch.setattr(labctl, "supervisor_running", lambda state: True)
+    assert labctl.settle_inventory(tmp_path, 0, None, asked_lbs=2) == 4
+    assert labctl.lab_load_balancer_count(tmp_path) == 2 and labctl.lab_layout(tmp_path) == (0, 4)
+    assert labctl.settle_inventory(tmp_path, 0, None) == 4 and labctl.lab_load_balancer_count(tmp_path) == 2
+    monkeypatch.setattr(labctl, "supervisor_running", lambda state: False)
+    assert labctl.settle_inventory(tmp_path, 0, 2, asked_lbs=1) == 2  # back to inventories/lab itself
+    assert labctl.inventory_dir(tmp_path) == labctl.INVENTORY
+    # The SSH lab may have more load balancers too (inventories/lab-ssh keeps lb1; the lab inventory lists them all).
+    assert labctl.settle_inventory(tmp_path, 0, None, ssh=True, asked_lbs=2) == 2
+    assert labctl.lab_load_balancer_count(tmp_path) == 2
