@@ -40,4 +40,10 @@ notes:
   - Map keys and colours must be plain words (letters, digits, C(_), C(.), C(:), C(-)) so they cannot change the runtime API command.
     So must the value HAProxy serves for the key, since a failed switch sends it back; the modules refuse to change
     anything when it is not.
+attributes:
+  action_group:
+    description: Use C(group/payments.deploy.haproxy) in C(module_defaults) to set its options once for every module of the group.
+    support: full
+    membership:
+      - payments.deploy.haproxy
 """

@@ -86,4 +86,10 @@ notes:
     credentials, no C(PGPASSWORD) and no C(PGSERVICE) (a service file would outrank the connection set here).
   - Database names reach client programs as C(--dbname=dbname='<name>' ...), so that libpq never reads a name as a
     connection string.
+attributes:
+  action_group:
+    description: Use C(group/payments.deploy.postgres) in C(module_defaults) to set its options once for every module of the group.
+    support: full
+    membership:
+      - payments.deploy.postgres
 """

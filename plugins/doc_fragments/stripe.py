@@ -47,4 +47,10 @@ notes:
     no request body and never the key is recorded.
   - A failed API call makes the module fail with C(stripe_error) (C(type), C(code), C(decline_code), C(http_status),
     C(request_id), C(param), C(message)).
+attributes:
+  action_group:
+    description: Use C(group/payments.deploy.stripe) in C(module_defaults) to set its options once for every module of the group.
+    support: full
+    membership:
+      - payments.deploy.stripe
 """

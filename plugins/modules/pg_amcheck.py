@@ -27,6 +27,11 @@ author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
+  action_group:
+    description: Use C(group/payments.deploy.postgres) in C(module_defaults) to set its options once for every module of the group.
+    support: full
+    membership:
+      - payments.deploy.postgres
   check_mode:
     support: full
     details:
