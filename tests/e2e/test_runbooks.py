@@ -1,0 +1,72 @@
+"""The runbooks (ansible-runner private data directories in runbooks/) against the lab: a deploy through
+``ansible_runner.run()`` and a rollback through the ``ansible-runner`` command, each judged on what ansible-runner
+reports (status, rc, stats, events) and on what the frontend serves afterwards."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import ansible_runner
+import pytest
+
+from helpers import journal, live
+
+pytestmark = pytest.mark.timeout(900)
+REPO = Path(__file__).resolve().parents[2]
+RUNNER = REPO / ".venv" / "bin" / "ansible-runner"
+DEPLOY_PHASES = ["Reach every host of the run", "Preflight and plan", "Release into the target colour", "Switch traffic and verify"]
+
+
+def other(version: str) -> str:
+    return "1.0.0" if version == "1.1.0" else "1.1.0"
+
+
+@pytest.fixture
+def runbook_env(lab, monkeypatch):
+    """The runbook's own settings (runbooks/*/project/ansible.cfg), not the checkout's; the lab's inventory when it
+    is not the one the runbooks link to (a lab on moved ports)."""
+    monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
+    monkeypatch.setenv("PAYMENTS_LAB_DIR", lab["state_dir"])
+    default = Path(lab["inventory"]) == REPO / "inventories" / "lab" / "hosts.yml"
+    return {} if default else {"inventory": lab["inventory"]}
+
+
+def events_of(events, kind: str) -> list[dict]:
+    return [event for event in events if event.get("event") == kind]
+
+
+def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(lab, runbook_env, tmp_path):
+    [before] = live(lab["production_url"])[0]
+    target = other(before)
+    deployed = ansible_runner.run(private_data_dir=str(REPO / "runbooks" / "deploy"), playbook="payments.deploy.deploy",
+                                  extravars={"release_version": target}, artifact_dir=str(tmp_path / "deploy"),
+                                  quiet=True, **runbook_env)
+    events = list(deployed.events)
+    assert (deployed.status, deployed.rc) == ("successful", 0), deployed.stdout.read()[-4000:]
+    assert not deployed.stats["failures"] and not deployed.stats["dark"]
+    assert {"lb1", "app1", "app2"} <= set(deployed.stats["ok"]) and "lb1" in deployed.stats["changed"]
+    plays = [event["event_data"]["play"] for event in events_of(events, "playbook_on_play_start")]
+    assert [phase for phase in plays if phase in DEPLOY_PHASES] == DEPLOY_PHASES
+    assert not events_of(events, "runner_on_failed") or all(e["event_data"].get("ignore_errors") for e in events_of(events, "runner_on_failed"))
+    assert live(lab["production_url"])[0] == {target}
+    assert journal(lab, "deploy")["release_to"] == target
+
+    artifacts = tmp_path / "rollback"
+    command = [str(RUNNER), "run", str(REPO / "runbooks" / "rollback"), "-p", "payments.deploy.rollback",
+               "--artifact-dir", str(artifacts)]
+    if "inventory" in runbook_env:
+        command += ["--inventory", runbook_env["inventory"]]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, env=os.environ.copy())
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    [run_dir] = [path for path in artifacts.iterdir() if path.is_dir()]
+    assert (run_dir / "status").read_text() == "successful" and (run_dir / "rc").read_text() == "0"
+    rollback_events = [json.loads(path.read_text()) for path in sorted((run_dir / "job_events").glob("*.json"))]
+    [stats] = events_of(rollback_events, "playbook_on_stats")
+    assert not stats["event_data"]["failures"] and "lb1" in stats["event_data"]["changed"]
+    flips = [event for event in events_of(rollback_events, "runner_on_ok")
+             if event["event_data"]["task"] == "Switch traffic back to the previous release"]
+    assert [event["event_data"]["host"] for event in flips] == ["lb1"] and flips[0]["event_data"]["res"]["changed"] is True
+    assert live(lab["production_url"])[0] == {before}
+    assert journal(lab, "rollback")["release_to"] == before
