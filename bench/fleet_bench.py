@@ -12,6 +12,13 @@ Each run's wall time is that of ``ansible-playbook``; the phases are the plays, 
 callback reports them, and the tasks that took longest come from ansible.posix.profile_tasks. Prints the figures of
 each run, a table per phase and size, and the ratios of each size's time to the smallest size's.
 
+It also measures the CPU work, because every lab host shares this machine's cores: the CPU seconds of the
+``ansible-playbook`` process tree (the controller, its workers and every module they run, all local children here) and
+the machine's busy CPU seconds over the run (/proc/stat: the playbook, the colours it starts, every lab server and
+anything else running). The busy seconds divided by the cores is the least wall time the run's work needed on this
+machine: when that floor at the largest size exceeds 1.5 times the smallest size's wall time, no Ansible setting can
+bring the ratio under 1.5 here; on real hosts each host's share runs on its own cores.
+
 Usage: .venv/bin/python bench/fleet_bench.py [--sizes 2,6,12] [--rounds 1] [--offset 600] [--lab-dir DIR]
        [--ansible-env NAME=VALUE ...] [--json FILE]
 --ansible-env sets an Ansible setting for the playbooks (e.g. ANSIBLE_FORKS=5 to measure without a tuning).
@@ -23,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +42,20 @@ ROOT = Path(__file__).resolve().parents[1]
 LABCTL = ROOT / "lab" / "labctl"
 OVERRIDE = json.dumps({"staging_gate_override": "fleet benchmark: staging is one host whatever the fleet's size"})
 TASK_LINE = re.compile(r"^(?P<name>.+?) -{2,} *(?P<seconds>\d+\.\d+)s$")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of this machine has spent busy since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text(encoding="ascii").splitlines()[0].split()[1:]]
+    user, nice, system, dummy_idle, dummy_iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def children_cpu_seconds() -> float:
+    """User and system CPU seconds of this process's waited-for children and their descendants."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def labctl(lab_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -62,10 +84,12 @@ def playbook(status: dict, name: str, extra_env: dict[str, str], *args: str) -> 
                "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "1000", "PAYMENTS_PHASE_TIMINGS_FILE": timings.name,
                "COLUMNS": "200", **extra_env}
         load_before = os.getloadavg()[0]
+        busy_before, children_before = machine_busy_seconds(), children_cpu_seconds()
         started = time.monotonic()
         done = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(ROOT / "playbooks" / name), *args],
                               cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=1800)
         wall = time.monotonic() - started
+        busy, ansible_cpu = machine_busy_seconds() - busy_before, children_cpu_seconds() - children_before
         if done.returncode != 0:
             run = done.stdout.split("TASKS RECAP", 1)[0]  # the task listing after it says nothing of the failure
             failures = "\n".join(line for line in run.splitlines() if line.startswith(("fatal:", "failed:", "  msg:", "PLAY [")))
@@ -79,7 +103,9 @@ def playbook(status: dict, name: str, extra_env: dict[str, str], *args: str) -> 
         if match:
             tasks[match["name"]] = tasks.get(match["name"], 0.0) + float(match["seconds"])
     return {"wall_s": round(wall, 2), "phases": {p["phase"]: p["seconds"] for p in phases}, "tasks": tasks,
-            "load": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+            "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "ansible_cpu_s": round(ansible_cpu, 1), "machine_busy_cpu_s": round(busy, 1),
+            "cpu_floor_s": round(busy / (os.cpu_count() or 1), 1)}
 
 
 def one_size(args: argparse.Namespace, hosts: int, extra_env: dict[str, str]) -> dict:
@@ -165,6 +191,17 @@ def main(argv: list[str] | None = None) -> int:
         summary[kind] = {"median_wall_s": {size: median_of(results[size], kind) for size in sizes}, "ratio": ratios}
         print(f"  {kind:<13}" + "  ".join(f"N={size}: {median_of(results[size], kind):.1f} s ({ratios[size]:.2f}x)"
                                           for size in sizes))
+    print(f"\nCPU work (median of rounds; {os.cpu_count()} cores): ansible-playbook's process tree, the machine's busy "
+          "CPU seconds, and the least wall time that work needs here (busy / cores)")
+    for kind in ("deploy", "rollback"):
+        print(f"  {kind:<13}" + "  ".join(
+            f"N={size}: ansible {median_of(results[size], kind, 'ansible_cpu_s'):.0f} s, busy "
+            f"{median_of(results[size], kind, 'machine_busy_cpu_s'):.0f} s, floor {median_of(results[size], kind, 'cpu_floor_s'):.0f} s"
+            for size in sizes))
+        floor, base = median_of(results[sizes[-1]], kind, "cpu_floor_s"), median_of(results[smallest], kind)
+        print(f"  {'':<13}N={sizes[-1]}'s CPU floor is {floor / base:.2f}x N={smallest}'s wall time"
+              + (": the work alone exceeds 1.5x on this machine" if floor / base > 1.5 else ""))
+        summary[kind]["cpu_floor_ratio"] = round(floor / base, 2)
     if args.json:
         args.json.write_text(json.dumps({"settings": extra_env, "runs": results, "summary": summary}, indent=2) + "\n")
     return 0
