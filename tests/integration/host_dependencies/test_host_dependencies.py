@@ -77,6 +77,17 @@ def test_defaults_for_every_kind_of_host(run_role: t.Callable[..., Run]) -> None
     assert checked["changed"] is False
 
 
+def test_an_app_host_is_checked_for_what_the_rollback_mirror_runs_there(run_role: t.Callable[..., Run]) -> None:
+    """cache_namespace_clear (redis) is delegated to the first app host; the load balancers never import redis."""
+    names = {}
+    for group in ("production_app", "loadbalancers"):
+        run = run_role("check", None, groups=(group,))
+        checked = next(result for name, result in run.tasks()
+                       if name == "Look for the Python libraries and programs the payments.deploy modules need on this host")
+        names[group] = {item["name"] for item in checked["present"] + checked["missing"]}
+    assert "redis" in names["production_app"] and "redis" not in names["loadbalancers"]
+
+
 def test_unknown_kind_of_host_fails(run_role: t.Callable[..., Run]) -> None:
     run = run_role("check", PRESENT, host_dependencies_roles=["probe", "cache"])
     assert run.rc == 2
