@@ -64,7 +64,7 @@ $(GET_PIP_CACHE):
 sanity: venv $(GET_PIP_CACHE)
 	@top=$$(mktemp -d); tree=$$top/ansible_collections/payments/deploy; mkdir -p $$tree; \
 	git ls-files -z --cached --others --exclude-standard | \
-	  while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done | xargs -0 cp --parents -t $$tree; \
+	  while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done | xargs -0 cp -d --parents -t $$tree; \
 	echo "ansible-test sanity in $$tree"; \
 	(cd $$tree && PATH=$(CURDIR)/$(BIN):$$PATH ansible-test sanity --local --python 3.13 --color no); status=$$?; \
 	rm -rf $$top; exit $$status
