@@ -86,6 +86,11 @@ notes:
     credentials, no C(PGPASSWORD) and no C(PGSERVICE) (a service file would outrank the connection set here).
   - Database names reach client programs as C(--dbname=dbname='<name>' ...), so that libpq never reads a name as a
     connection string.
+"""
+
+    # The group of the modules that take the connection options above (meta/runtime.yml); also for the modules that
+    # document those options themselves (db_migrate, pg_amcheck).
+    ACTION_GROUP = r"""
 attributes:
   action_group:
     description: Use C(group/payments.deploy.postgres) in C(module_defaults) to set its options once for every module of the group.

@@ -28,13 +28,9 @@ description:
     whole connection, so for every change. Lock timeouts, serialization failures and deadlocks are retried O(retries) times.
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
+  - payments.deploy.postgres.action_group
   - ansible.builtin.action_common_attributes
 attributes:
-  action_group:
-    description: Use C(group/payments.deploy.postgres) in C(module_defaults) to set its options once for every module of the group.
-    support: full
-    membership:
-      - payments.deploy.postgres
   check_mode:
     support: full
     details: Reads the plan and the registry (edited or unknown changes still fail) and lists in RV(pending) what would run; changes nothing.

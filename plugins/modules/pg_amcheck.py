@@ -25,13 +25,9 @@ description:
     separately from corruption. An C(INVALID) index (left by a failed C(CREATE INDEX CONCURRENTLY)) is skipped with a warning.
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
+  - payments.deploy.postgres.action_group
   - ansible.builtin.action_common_attributes
 attributes:
-  action_group:
-    description: Use C(group/payments.deploy.postgres) in C(module_defaults) to set its options once for every module of the group.
-    support: full
-    membership:
-      - payments.deploy.postgres
   check_mode:
     support: full
     details:

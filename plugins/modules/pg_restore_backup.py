@@ -29,6 +29,7 @@ description:
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - payments.deploy.postgres
+  - payments.deploy.postgres.action_group
   - payments.deploy.s3
   - ansible.builtin.action_common_attributes
 attributes:
