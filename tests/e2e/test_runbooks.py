@@ -28,6 +28,7 @@ def runbook_env(lab, monkeypatch):
     """The runbook's own settings (runbooks/*/project/ansible.cfg), not the checkout's; the lab's inventory when it
     is not the one the runbooks link to (a lab on moved ports)."""
     monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
+    monkeypatch.setenv("PATH", f"{RUNNER.parent}:{os.environ['PATH']}")  # ansible-runner runs the ansible-playbook on PATH
     monkeypatch.setenv("PAYMENTS_LAB_DIR", lab["state_dir"])
     default = Path(lab["inventory"]) == REPO / "inventories" / "lab" / "hosts.yml"
     return {} if default else {"inventory": lab["inventory"]}
