@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import ansible_runner
 import pytest
 
 from helpers import passed_staging
@@ -19,16 +21,24 @@ sys.path.insert(0, str(REPO / "lab"))
 
 @dataclass
 class PlaybookRun:
+    """One playbook run through ansible-runner: its exit status, its output, and the per-host counters and events
+    ansible-runner recorded (structured: nothing here is parsed from the output text)."""
     rc: int
     output: str
+    stats: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
 
     @property
     def recap(self) -> dict[str, dict[str, int]]:
-        """PLAY RECAP counters by host (ok, changed, failed, ...)."""
-        recap = {}
-        for host, counters in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", self.output, re.M):
-            recap[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", counters)}
-        return recap
+        """The PLAY RECAP counters by host (ok, changed, unreachable, failed, skipped, rescued, ignored), from
+        ansible-runner's stats: every host the run processed, its counters zero where the stats have none."""
+        names = {"ok": "ok", "changed": "changed", "dark": "unreachable", "failures": "failed", "skipped": "skipped",
+                 "rescued": "rescued", "ignored": "ignored"}
+        hosts = set(self.stats.get("processed") or {})
+        for counters in self.stats.values():
+            hosts.update(counters or {})
+        return {host: {name: int((self.stats.get(key) or {}).get(host, 0)) for key, name in names.items()}
+                for host in sorted(hosts)}
 
     @property
     def text(self) -> str:
@@ -39,6 +49,11 @@ class PlaybookRun:
     def changed(self) -> int:
         return sum(host["changed"] for host in self.recap.values())
 
+    def results(self, task: str, outcome: str = "runner_on_ok") -> list[dict]:
+        """The results of every run of the task with this name (on any host) that ended with this event."""
+        return [event["event_data"].get("res", {}) for event in self.events
+                if event.get("event") == outcome and event.get("event_data", {}).get("task") == task]
+
 
 def playbook_command(name: str, *args: str, inventory: Path | None = None,
                      env: dict | None = None) -> tuple[list[str], dict[str, str]]:
@@ -47,17 +62,32 @@ def playbook_command(name: str, *args: str, inventory: Path | None = None,
     cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(path), *args]
     if inventory:
         cmd += ["-i", str(inventory)]
-    full_env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-                "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
+    # ansible-runner runs the ansible-playbook it finds on PATH: the venv's, as the command line names.
+    full_env = {**os.environ, "PATH": f"{cmd[0].rsplit('/', 1)[0]}:{os.environ.get('PATH', '')}",
+                "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+                **(env or {})}
     return cmd, full_env
 
 
 def run_playbook(name: str, *args: str, inventory: Path | None = None, env: dict | None = None) -> PlaybookRun:
+    """Run a playbook with ansible-runner (the same ansible-playbook, inventory and configuration as a user's run) and
+    keep its events and stats."""
     cmd, full_env = playbook_command(name, *args, inventory=inventory, env=env)
-    done = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=900, check=False)
-    output = done.stdout + done.stderr
+    with tempfile.TemporaryDirectory(prefix="runner-") as private:
+        config = ansible_runner.RunnerConfig(private_data_dir=private, playbook=cmd[1], cmdline=shlex.join(cmd[2:]),
+                                             envvars=full_env, quiet=True)
+        config.prepare()
+        # A plain child process, not a pseudo-terminal: the tests run playbooks while load generator threads run, and
+        # forking a pseudo-terminal from a threaded process may deadlock the child.
+        config.runner_mode = "subprocess"
+        config.subprocess_timeout = 900
+        run = ansible_runner.Runner(config=config)
+        run.run()
+        output = run.stdout.read() + run.stderr.read()
+        events = list(run.events)
+        stats = run.stats or {}
     print(output[-4000:])  # shown by pytest when a test fails
-    return PlaybookRun(done.returncode, output)
+    return PlaybookRun(run.rc, output, stats, events)
 
 
 def start_playbook(name: str, *args: str, log: Path) -> subprocess.Popen:

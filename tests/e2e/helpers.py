@@ -124,3 +124,8 @@ def smoke_payments(record: dict) -> list[str]:
     """The PaymentIntents of a deploy's smoke tests (the idle colour's, then the frontend's)."""
     smoke = record["smoke"]
     return [*smoke["colour"]["payments"], *smoke["frontend"]["payments"]]
+
+
+def other_release(version: str) -> str:
+    """The lab's other release: a deploy of it always switches colours."""
+    return "1.0.0" if version == "1.1.0" else "1.1.0"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import journal, live, lock_file, map_colour
+from helpers import journal, live, lock_file, map_colour, other_release
 from loadgen import LoadGenerator, summarize
 
 pytestmark = pytest.mark.timeout(900)
@@ -93,22 +93,18 @@ def deploy(playbook, lab: dict, second: SecondLoadBalancer, version: str):
                     env={"PAYMENTS_LAB_DIR": lab["state_dir"]})
 
 
-def other(version: str) -> str:
-    return "1.0.0" if version == "1.1.0" else "1.1.0"
-
-
 def test_a_deploy_flips_and_verifies_every_load_balancer(lab, playbook, lb2):
     [before] = live(lab["production_url"])[0]
-    run = deploy(playbook, lab, lb2, other(before))
+    run = deploy(playbook, lab, lb2, other_release(before))
     assert run.rc == 0
     colour = map_colour(lab["haproxy_map_file"])
     assert map_colour(str(lb2.map_file)) == colour
     for url in (lab["production_url"], lb2.urls["production"]):
         versions, instances = live(url)
-        assert versions == {other(before)} and {i.rsplit("-", 1)[0] for i in instances} == {"app1", "app2"}
+        assert versions == {other_release(before)} and {i.rsplit("-", 1)[0] for i in instances} == {"app1", "app2"}
     # Each load balancer verified its own frontend, and its own HTTPS certificate.
-    assert f"requests through {lab['production_url']}: all {other(before)}" in run.text
-    assert f"requests through {lb2.urls['production']}: all {other(before)}" in run.text
+    assert f"requests through {lab['production_url']}: all {other_release(before)}" in run.text
+    assert f"requests through {lb2.urls['production']}: all {other_release(before)}" in run.text
     assert run.text.count("The production frontend serves CN=lb1.payments.lab") == 2
     assert run.recap["lb2"]["failed"] == 0
     # Back to the release the lab had, with both load balancers.
@@ -133,7 +129,7 @@ def test_a_failed_verification_on_one_load_balancer_flips_every_one_back(lab, pl
         for gen in loads:
             gen.start()
         try:
-            run = deploy(playbook, lab, lb2, other(before))
+            run = deploy(playbook, lab, lb2, other_release(before))
         finally:
             samples = [gen.stop() for gen in loads]
     finally:
@@ -142,7 +138,7 @@ def test_a_failed_verification_on_one_load_balancer_flips_every_one_back(lab, pl
     for got in samples:
         print(summarize(got))
     assert run.rc != 0
-    assert f"expected only {other(before)} from {idle}" in run.text
+    assert f"expected only {other_release(before)} from {idle}" in run.text
     assert f"Traffic was flipped back to {colour} ({before})" in run.text
     assert run.recap["lb1"]["failed"] == 1 and run.recap["lb2"]["failed"] == 1
     assert map_colour(lab["haproxy_map_file"]) == map_colour(str(lb2.map_file)) == colour
@@ -150,7 +146,7 @@ def test_a_failed_verification_on_one_load_balancer_flips_every_one_back(lab, pl
         assert live(url)[0] == {before}
     record = journal(lab, "rollback")
     assert (record["kind"], record["state"], record["release_to"]) == ("rollback", "automatic", before)
-    assert f"expected only {other(before)} from {idle}" in record["reason"]
+    assert f"expected only {other_release(before)} from {idle}" in record["reason"]
     assert not lock_file(lab).exists()
     for got in samples:
         assert len(got) > 50 and not [s for s in got if not s.ok], summarize(got)
@@ -169,7 +165,7 @@ def test_load_balancers_out_of_step_stop_the_deploy_before_anything_changes(lab,
 
     route(idle)
     try:
-        run = deploy(playbook, lab, lb2, other(before))
+        run = deploy(playbook, lab, lb2, other_release(before))
     finally:
         route(colour)
     assert run.rc != 0

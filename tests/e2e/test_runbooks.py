@@ -11,16 +11,12 @@ from pathlib import Path
 import ansible_runner
 import pytest
 
-from helpers import journal, live
+from helpers import journal, live, other_release
 
 pytestmark = pytest.mark.timeout(900)
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = REPO / ".venv" / "bin" / "ansible-runner"
 DEPLOY_PHASES = ["Reach every host of the run", "Preflight and plan", "Release into the target colour", "Switch traffic and verify"]
-
-
-def other(version: str) -> str:
-    return "1.0.0" if version == "1.1.0" else "1.1.0"
 
 
 @pytest.fixture
@@ -40,7 +36,7 @@ def events_of(events, kind: str) -> list[dict]:
 
 def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(lab, runbook_env, tmp_path):
     [before] = live(lab["production_url"])[0]
-    target = other(before)
+    target = other_release(before)
     deployed = ansible_runner.run(private_data_dir=str(REPO / "runbooks" / "deploy"), playbook="payments.deploy.deploy",
                                   extravars={"release_version": target}, artifact_dir=str(tmp_path / "deploy"),
                                   quiet=True, **runbook_env)
