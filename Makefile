@@ -9,12 +9,12 @@ GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit rules \
-	integration e2e e2e-bake e2e-faults e2e-ssh e2e-fleet clean checks-without-lab fault-lab-up
+	integration e2e e2e-bake e2e-faults e2e-ssh e2e-fleet clean checks-without-lab fault-lab-up molecule
 
 help:
 	@echo "make demo   set up, start the lab, deploy 1.1.0 and show the result"
 	@echo "make test   set up and run the whole test suite (lint, sanity, unit, integration, e2e)"
-	@echo "make lint | sanity | unit | rules | integration | e2e | lab-up | lab-down | lab-status | clean"
+	@echo "make lint | sanity | unit | rules | integration | molecule | e2e | lab-up | lab-down | lab-status | clean"
 
 $(VENV)/.installed: requirements-dev.txt requirements.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \
@@ -71,6 +71,11 @@ sanity: venv $(GET_PIP_CACHE)
 
 unit: venv collection
 	$(PY) -m pytest tests/unit -q
+
+# The roles' molecule scenarios (extensions/molecule, docs/molecule.md), on this machine with the default driver;
+# `make test` runs them through tests/integration/molecule.
+molecule: venv collection system-packages
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test --all
 
 # The alert rules' unit tests (promtool comes with Debian's prometheus package).
 rules: system-packages
@@ -136,6 +141,7 @@ e2e-faults: lab-up
 TEST_JOBS ?= 2
 SUITE_TARGETS := $(foreach suite,$(INTEGRATION_SUITES),suite-$(subst /,.,$(patsubst tests/%/,%,$(suite))))
 SLOW_FIRST := suite-lab sanity suite-integration.postgres_backup suite-integration.haproxy suite-integration.stripe \
+	suite-integration.molecule suite-integration.production_gate \
 	suite-integration.rollback_mirror lint suite-integration.migrations suite-integration.release_install unit
 CHECKS_WITHOUT_LAB := $(SLOW_FIRST) $(filter-out $(SLOW_FIRST),$(SUITE_TARGETS)) rules
 

@@ -20,6 +20,7 @@ from typing import Callable
 import yaml
 
 import build_release
+import signoffs
 import ssh_hosts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -211,6 +212,9 @@ def ensure_secrets(state: Path) -> dict:
         "smoke_key": "smk_lab_" + secrets.token_urlsafe(24),
         "encryption_key": secrets.token_hex(32),
         "hash_salt": secrets.token_hex(16),
+        # One salt per environment, 32 bytes each: production refuses a short salt or one staging shares.
+        "hash_salt_production": secrets.token_hex(32),
+        "hash_salt_staging": secrets.token_hex(32),
         # The Stripe emulator treats sk_live_/rk_live_ keys as live mode: production gets one, staging a test key.
         "stripe_live_key": "sk_live_lab" + secrets.token_hex(16),
         "stripe_test_key": "sk_test_lab" + secrets.token_hex(16),
@@ -792,6 +796,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     for version in build_artifacts(state):
         print(f"built payment-service {version} (the service's source changed since the last build)")
     sign_artifacts(state)
+    signoffs.write_signoffs(state)
     running = supervisor_running(state)
     # Load balancers whose configuration changed (a new one is started by `supervisorctl update` instead).
     reload_lbs = [lb for lb in topo["lbs"] if running and haproxy_paths(state, topo, lb)[0].exists()

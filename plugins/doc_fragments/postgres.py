@@ -68,6 +68,13 @@ options:
       - Seconds to wait for each connection to the server, at least 1; overrides the C(connect_timeout) of O(url).
         V(10) when neither sets one.
     type: int
+requirements:
+  - psycopg >= 3.1 (C(psycopg[binary]) or C(psycopg) with libpq) on the target host
+"""
+
+    # The modules that run pg_dump and pg_restore (pg_backup, pg_restore_backup) add this to the options above.
+    CLIENT_PROGRAMS = r"""
+options:
   pg_bin_dir:
     description:
       - Directory holding C(pg_dump) and C(pg_restore).
@@ -76,7 +83,6 @@ options:
         (a C(pg_dump) older than the server refuses to dump it); the module checks this before anything runs.
     type: path
 requirements:
-  - psycopg >= 3.1 (C(psycopg[binary]) or C(psycopg) with libpq) on the target host
   - the PostgreSQL client programs C(pg_dump) and C(pg_restore) on the target host
 notes:
   - Connection settings reach client programs through the libpq environment (C(PGHOST), C(PGPORT), C(PGUSER), C(PGPASSFILE),
@@ -88,8 +94,7 @@ notes:
     connection string.
 """
 
-    # The group of the modules that take the connection options above (meta/runtime.yml); also for the modules that
-    # document those options themselves (db_migrate, pg_amcheck).
+    # The group of the modules that take the connection options above (meta/runtime.yml).
     ACTION_GROUP = r"""
 attributes:
   action_group:

@@ -6,7 +6,7 @@
 Private to the payments.deploy collection: the interface may change without notice.
 
 An object appears under its final name only once it is complete (local: temporary name then rename; S3: multipart
-upload completed at the end, aborted on failure). The manifest is written last and deleted first: an object without a
+upload by boto3's transfer manager, completed at the end, aborted on failure). The manifest is written last and deleted first: an object without a
 manifest is never taken for a backup.
 
 Nothing is ever located by a path read from a manifest: the names of a backup's files derive from its id, and an id is
@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import tempfile
-import threading
 import traceback
 import typing as t
 
 from ansible.module_utils.basic import env_fallback
+from ansible_collections.payments.deploy.plugins.module_utils._backup_pump import StreamPipe
 from ansible_collections.payments.deploy.plugins.module_utils._files import fsync_dir
 
 try:
     import boto3
+    import boto3.s3.transfer
     import botocore.config
     import botocore.exceptions
 except ImportError:
@@ -355,12 +355,16 @@ class S3Store(Store):
             if sse == "aws:kms" and params.get("s3_sse_kms_key_id"):
                 self.sse["SSEKMSKeyId"] = params["s3_sse_kms_key_id"]
         self.part_size = max(S3_MIN_PART, int(params.get("s3_part_size_mb") or 16) << 20)
-        config = botocore.config.Config(connect_timeout=5, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"})
-        self.client = boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint_url, region_name=params.get("s3_region"), config=config,
-            aws_access_key_id=params.get("aws_access_key_id"), aws_secret_access_key=params.get("aws_secret_access_key"),
-            aws_session_token=params.get("aws_session_token"))
+        self.client_args = {"endpoint_url": self.endpoint_url, "region_name": params.get("s3_region"),
+                            "aws_access_key_id": params.get("aws_access_key_id"),
+                            "aws_secret_access_key": params.get("aws_secret_access_key"),
+                            "aws_session_token": params.get("aws_session_token")}
+        self.client = self.new_client()
         self.endpoint = self.client.meta.endpoint_url
+
+    def new_client(self) -> t.Any:
+        config = botocore.config.Config(connect_timeout=5, read_timeout=120, retries={"max_attempts": 3, "mode": "standard"})
+        return boto3.session.Session().client("s3", config=config, **self.client_args)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -442,85 +446,94 @@ class S3Store(Store):
 
 
 class S3Upload(Upload):
-    """A multipart upload streamed in parts of ``part_size``; one thread uploads while the next part fills."""
+    """A multipart upload by boto3's transfer manager (s3transfer), streamed from a pipe in parts of ``part_size``: one
+    thread uploads while the next part fills; the object is completed when ``commit`` ends the pipe, and the manager
+    aborts the multipart upload when the pipe fails (``abort``) or a request fails.
+
+    The manager streams a source that cannot seek: it reads it in parts of exactly ``multipart_chunksize`` (the pipe's
+    ``read(n)`` blocks until it has them), numbers them in the order read and completes with them in that order, so the
+    object, its key, content type and encryption settings are what the hand-written multipart upload stored; the
+    sha256 is still taken from the stream before it reaches any destination. The upload has a client of its own, so
+    that the parts counted through its events are this object's. A multipart threshold of one byte keeps every object
+    a multipart upload (as it always was), whatever its size. Like any boto3 upload it adds S3's own CRC32 checksum
+    (``request_checksum_calculation``'s default).
+    """
 
     def __init__(self, store: S3Store, name: str) -> None:
         self.store = store
         self.key = store.key(name)
         self.location = store.location(name)
-        self._buffer = bytearray()
-        self._parts: list[dict[str, t.Any]] = []
-        self._numbers = 0
-        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=2)
-        self._error: StoreError | None = None
+        self.client = store.new_client()
+        self.started = False  # the multipart upload was created
+        self.client.meta.events.register("after-call.s3.CreateMultipartUpload", self._created)
+        self.client.meta.events.register("after-call.s3.UploadPart", self._part_uploaded)
+        self._pipe = StreamPipe(store.part_size)
         self._done = False
+        config = boto3.s3.transfer.TransferConfig(multipart_threshold=1, multipart_chunksize=store.part_size, max_concurrency=1,
+                                                  use_threads=True, preferred_transfer_client="classic")
+        config.max_in_memory_upload_chunks = 2  # bounded memory: the part being sent and the next one
+        self._manager = boto3.s3.transfer.create_transfer_manager(self.client, config)
+        self._future = self._manager.upload(self._pipe, store.bucket, self.key,
+                                            extra_args={"ContentType": "application/octet-stream", **store.sse})
+
+    def _created(self, **event: t.Any) -> None:
+        if getattr(event.get("http_response"), "status_code", None) == 200:
+            self.started = True
+
+    def _part_uploaded(self, **event: t.Any) -> None:
+        if getattr(event.get("http_response"), "status_code", None) == 200:
+            self.parts += 1
+
+    def _failure(self, exc: BaseException) -> StoreError:
+        """The request that failed, named as the upload's steps always were (parts go one at a time, in order)."""
+        if isinstance(exc, StoreError):
+            return exc
+        operation = getattr(exc, "operation_name", None)
+        if operation == "CompleteMultipartUpload":
+            action = f"completing the upload of {self.location}"
+        elif operation == "CreateMultipartUpload" or (operation is None and not self.started):
+            action = f"starting the upload of {self.location}"
+        else:
+            action = f"uploading part {self.parts + 1} of {self.location}"
+        return self.store.error(action, exc) if isinstance(exc, Exception) else StoreError(str(exc))
+
+    def _finish(self) -> None:
+        """Wait for the manager's end (its cleanups, such as aborting the multipart upload, have run then)."""
         try:
-            self.upload_id = store.client.create_multipart_upload(Bucket=store.bucket, Key=self.key,
-                                                                  ContentType="application/octet-stream", **store.sse)["UploadId"]
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            raise store.error(f"starting the upload of {self.location}", exc) from None
-        self._thread = threading.Thread(target=self._uploader, name="s3-upload", daemon=True)
-        self._thread.start()
+            self._future.result()
+        finally:
+            self._done = True
+            self._manager.shutdown()
 
-    def _uploader(self) -> None:
-        while (item := self._queue.get()) is not None:
-            number, body = item
-            if self._error is not None:
-                continue  # drain: the writer sees the error on its next call
-            try:
-                answer = self.store.client.upload_part(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
-                                                       PartNumber=number, Body=body)
-                self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-                self.parts = len(self._parts)
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-                self._error = self.store.error(f"uploading part {number} of {self.location}", exc)
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
+    def _raise_failed(self) -> t.NoReturn:
+        self._pipe.fail(StoreError("aborted"))
+        try:
+            self._finish()
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            raise self._failure(exc) from None
+        raise StoreError(f"the upload of {self.location} ended early")
 
     def write(self, data: bytes) -> None:
-        self._raise()
-        self._buffer += data
-        while len(self._buffer) >= self.store.part_size:
-            self._send(bytes(self._buffer[:self.store.part_size]))
-            del self._buffer[:self.store.part_size]
-            self._raise()
-
-    def _send(self, body: bytes) -> None:
-        self._numbers += 1
-        self._queue.put((self._numbers, body))
-
-    def _drain(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        if self._done:
+            raise StoreError(f"the upload of {self.location} is over")
+        self._pipe.write(data, self._future.done)
+        if self._future.done():  # a request failed: the manager stops here
+            self._raise_failed()
 
     def commit(self) -> None:
-        self._raise()
-        if self._buffer or not self._numbers:
-            self._send(bytes(self._buffer))
-            self._buffer = bytearray()
-        self._drain()
-        if self._error is not None:
-            self.abort()
-            raise self._error
+        if self._future.done():
+            self._raise_failed()
+        self._pipe.close()
         try:
-            parts = sorted(self._parts, key=lambda p: p["PartNumber"])
-            self.store.client.complete_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id,
-                                                        MultipartUpload={"Parts": parts})
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            self.abort()
-            raise self.store.error(f"completing the upload of {self.location}", exc) from None
-        self._done = True
+            self._finish()
+        except Exception as exc:  # pylint: disable=broad-exception-caught  # botocore's or s3transfer's, named
+            raise self._failure(exc) from None
 
     def abort(self) -> None:
         if self._done:
             return
-        self._done = True
-        if self._thread.is_alive():
-            self._error = self._error or StoreError("aborted")
-            self._drain()
+        self._pipe.fail(StoreError("aborted"))
         try:
-            self.store.client.abort_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id)
-        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+            self._finish()
+        except BaseException:  # pylint: disable=broad-exception-caught
             pass  # S3 lifecycle rules remove abandoned uploads; nothing exists at the final key either way

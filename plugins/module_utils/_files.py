@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import os
 import tempfile
+import typing as t
 
 
-def write_text_atomic(path: str, text: str, default_mode: int = 0o644, mode: int | None = None) -> None:
+def write_text_atomic(path: str, text: str, default_mode: int = 0o644, mode: int | None = None, module: t.Any = None) -> None:
     """Replace ``path`` with ``text`` atomically: temp file in the same directory, fsync, rename.
 
     Keeps the mode and owner of the file it replaces (``mode``, when given, is used instead: 0o600 for a
     secret, which the temporary file already has from its creation); readers see the old or the new file,
     never a mix.
+
+    With ``module`` (an AnsibleModule) and no ``mode``, the rename is ``module.atomic_move``, which also keeps the
+    replaced file's SELinux context; a new file then gets ``default_mode`` as without it. A secret (``mode`` given)
+    never goes through atomic_move: it chmods a new file to the umask's default (0644 under umask 022) after the
+    rename, and gives a replacement the replaced file's mode, so the secret would be readable by others for a moment
+    or for good.
     """
     directory = os.path.dirname(os.path.abspath(path))
     try:
@@ -21,6 +28,7 @@ def write_text_atomic(path: str, text: str, default_mode: int = 0o644, mode: int
         kept_mode, owner = current.st_mode & 0o7777, (current.st_uid, current.st_gid)
     except FileNotFoundError:
         kept_mode, owner = default_mode, None
+    by_module = module is not None and mode is None
     mode = kept_mode if mode is None else mode
     fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
@@ -31,18 +39,19 @@ def write_text_atomic(path: str, text: str, default_mode: int = 0o644, mode: int
             if owner is not None and (os.geteuid() == 0 or owner[0] == os.geteuid()):
                 os.fchown(handle.fileno(), *owner)
             os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
+        if by_module:
+            module.atomic_move(tmp_path, path)
+            if owner is None:  # atomic_move gave the new file the umask's mode
+                os.chmod(path, default_mode)
+        else:
+            os.replace(tmp_path, path)
     except BaseException:
         try:
             os.unlink(tmp_path)
         except FileNotFoundError:
             pass
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(directory)
 
 
 def fsync_dir(path: str) -> None:

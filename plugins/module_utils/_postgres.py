@@ -26,7 +26,7 @@ import threading
 import traceback
 import typing as t
 
-from ansible_collections.payments.deploy.plugins.module_utils._conninfo import ConninfoError, parse_conninfo
+from ansible_collections.payments.deploy.plugins.module_utils._conninfo import SSL_MODES, ConninfoError, parse_conninfo
 
 try:
     import psycopg
@@ -62,21 +62,28 @@ _ENV_KEYWORDS = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "sslmode"
 _REFUSED_KEYWORDS = ("service", "passfile")
 
 
-def postgres_argument_spec() -> dict[str, dict[str, t.Any]]:
-    """Connection options (documented in the payments.deploy.postgres fragment). No option has a default of its own: an
-    option that is set overrides ``url``, and DEFAULTS apply to what neither sets."""
-    return {
+def postgres_argument_spec(client_programs: bool = True, **defaults: t.Any) -> dict[str, dict[str, t.Any]]:
+    """Connection options (documented in the payments.deploy.postgres fragment, ``pg_bin_dir`` in its CLIENT_PROGRAMS
+    part, left out when ``client_programs`` is false). No option has a default of its own: an option that is set
+    overrides ``url``, and DEFAULTS apply to what neither sets; a module with a precedence of its own (db_migrate) passes
+    its defaults as ``defaults`` (option name: value)."""
+    spec: dict[str, dict[str, t.Any]] = {
         "url": {"type": "str", "no_log": True},
         "login_host": {"type": "str"},
         "login_port": {"type": "int"},
         "login_user": {"type": "str"},
         "login_password": {"type": "str", "no_log": True},
         "db": {"type": "str"},
-        "ssl_mode": {"type": "str", "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]},
+        "ssl_mode": {"type": "str", "choices": list(SSL_MODES)},
         "ca_cert": {"type": "path"},
         "connect_timeout": {"type": "int"},
         "pg_bin_dir": {"type": "path"},
     }
+    if not client_programs:
+        del spec["pg_bin_dir"]
+    for option, value in defaults.items():
+        spec[option]["default"] = value
+    return spec
 
 
 class PostgresError(Exception):

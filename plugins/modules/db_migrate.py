@@ -28,6 +28,7 @@ description:
     whole connection, so for every change. Lock timeouts, serialization failures and deadlocks are retried O(retries) times.
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
+  - payments.deploy.postgres
   - payments.deploy.postgres.action_group
   - ansible.builtin.action_common_attributes
 attributes:
@@ -43,6 +44,8 @@ requirements:
   - psycopg >= 3.1 (C(psycopg[binary]) or C(psycopg) with libpq) on the target host
   - PyYAML on the target host when the plan is C(plan.yml); a C(plan.json) needs nothing else
 options:
+  # The connection options are those of the payments.deploy.postgres fragment, but db_migrate keeps its own precedence
+  # (a URL wins over the separate options) and defaults (TLS verify-full), so it describes them itself.
   url:
     description:
       - The whole connection as a C(postgresql://) URL or a libpq connection string, for example the service's
@@ -50,51 +53,42 @@ options:
         (C(?sslmode=verify-full&sslrootcert=...)) is kept. Never logged or returned.
       - When set, O(login_host), O(login_port), O(login_user), O(login_password) and O(db) are not used; O(ssl_mode),
         O(ca_cert) and O(connect_timeout) apply only when the URL does not set C(sslmode), C(sslrootcert) or
-        C(connect_timeout) itself.
+        C(connect_timeout) itself (unlike the other modules of the group, where each option set overrides the URL).
       - It must name a database. One of O(url) and O(db) is required.
-    type: str
     aliases: [database_url]
   login_host:
     description:
       - Host name or IP address of the PostgreSQL server, or the directory of its Unix socket.
-    type: str
     default: localhost
   login_port:
     description:
       - TCP port of the PostgreSQL server.
-    type: int
     default: 5432
   login_user:
     description:
       - Database role to connect as. It must be allowed to change the schema and to create the registry.
-    type: str
     default: postgres
   login_password:
     description:
       - Password of O(login_user). Passed to the server through the connection only, never logged or returned.
       - When omitted, libpq's usual sources apply (C(PGPASSWORD), C(~/.pgpass)).
-    type: str
   db:
     description:
       - Name of the database to migrate. An empty name fails (libpq would use the login user's default database).
       - One of O(url) and O(db) is required.
-    type: str
   ssl_mode:
     description:
       - libpq C(sslmode) of the connection (when O(url) does not set one). The default, V(verify-full), needs the
         server's CA (O(ca_cert), or libpq's C(~/.postgresql/root.crt)); V(disable), V(allow) and V(prefer) let an
         attacker on the network path read or downgrade the connection.
-    type: str
+      - This module's default is V(verify-full), not the V(prefer) of the other modules of the group, since it changes the schema.
     default: verify-full
-    choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ca_cert:
     description:
       - CA certificate file (PEM) that the server's certificate must chain to (libpq C(sslrootcert)).
-    type: path
   connect_timeout:
     description:
       - Seconds to wait for the connection to the server.
-    type: int
     default: 10
   plan_dir:
     description:
@@ -332,12 +326,12 @@ from ansible_collections.payments.deploy.plugins.module_utils._migrations import
     to_revert,
 )
 from ansible_collections.payments.deploy.plugins.module_utils._conninfo import (
-    SSL_MODES,
     ConninfoError,
     parse_database_url,
 )
 from ansible_collections.payments.deploy.plugins.module_utils._conninfo import where as conninfo_where
 from ansible_collections.payments.deploy.plugins.module_utils._numbers import number_problem
+from ansible_collections.payments.deploy.plugins.module_utils import _postgres as pg
 
 PSYCOPG_IMPORT_ERROR: str | None
 try:
@@ -796,18 +790,19 @@ class Migration:
         self.module.exit_json(**result)
 
 
+def connection_argument_spec() -> dict[str, dict[str, t.Any]]:
+    """The shared connection options with this module's own defaults, unchanged since it was written: TLS verify-full,
+    and the separate options filled in (a URL, when given, wins over them; see connect)."""
+    spec = pg.postgres_argument_spec(client_programs=False, login_host="localhost", login_port=5432, login_user="postgres",
+                                     ssl_mode="verify-full", connect_timeout=10)
+    spec["url"]["aliases"] = ["database_url"]
+    return spec
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "login_host": {"type": "str", "default": "localhost"},
-            "login_port": {"type": "int", "default": 5432},
-            "login_user": {"type": "str", "default": "postgres"},
-            "login_password": {"type": "str", "no_log": True},
-            "url": {"type": "str", "no_log": True, "aliases": ["database_url"]},
-            "db": {"type": "str"},
-            "ssl_mode": {"type": "str", "default": "verify-full", "choices": list(SSL_MODES)},
-            "ca_cert": {"type": "path"},
-            "connect_timeout": {"type": "int", "default": 10},
+            **connection_argument_spec(),
             "plan_dir": {"type": "path", "required": True},
             "target": {"type": "str"},
             "state": {"type": "str", "default": "deployed", "choices": ["deployed", "reverted"]},

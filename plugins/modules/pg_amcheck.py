@@ -25,6 +25,7 @@ description:
     separately from corruption. An C(INVALID) index (left by a failed C(CREATE INDEX CONCURRENTLY)) is skipped with a warning.
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
+  - payments.deploy.postgres
   - payments.deploy.postgres.action_group
   - ansible.builtin.action_common_attributes
 attributes:
@@ -42,6 +43,7 @@ requirements:
   - psycopg >= 3.1 (C(psycopg[binary]) or C(psycopg) with libpq) on the target host
   - the C(amcheck) extension's files on the database server (PostgreSQL's contrib, part of the Debian and PGDG server packages)
 options:
+  # The connection options come from the payments.deploy.postgres fragment; those below say what they mean here.
   url:
     description:
       - The whole connection as a C(postgresql://) URL or a libpq connection string, for example the service's
@@ -53,15 +55,6 @@ options:
         unknown C(sslmode), C(service) or C(passfile) set) fails before anything is connected to. Never logged or
         returned.
     type: str
-  login_host:
-    description:
-      - Host name or IP address of the PostgreSQL server, or the directory of its Unix socket.
-      - Overrides the host of O(url). C(localhost) when neither sets one.
-    type: str
-  login_port:
-    description:
-      - TCP port of the PostgreSQL server. Overrides the port of O(url). C(5432) when neither sets one.
-    type: int
   login_user:
     description:
       - Database role the checks run as (the service's own role is enough once it may execute C(bt_index_check)).
@@ -77,22 +70,6 @@ options:
       - Name of the database to check; overrides the database of O(url).
       - One of O(db) and O(url) (with a database) is required.
     type: str
-  ssl_mode:
-    description:
-      - libpq C(sslmode) of the connection; overrides the C(sslmode) of O(url). V(prefer) when neither sets one.
-        Use V(verify-full) with O(ca_cert) in production.
-    type: str
-    choices: [disable, allow, prefer, require, verify-ca, verify-full]
-  ca_cert:
-    description:
-      - CA certificate file (PEM) that the server's certificate must chain to (libpq C(sslrootcert)); overrides the
-        C(sslrootcert) of O(url).
-    type: path
-  connect_timeout:
-    description:
-      - Seconds to wait for each connection to the server, at least 1; overrides the C(connect_timeout) of O(url).
-        V(10) when neither sets one.
-    type: int
   schema:
     description:
       - The schema whose tables' indexes are checked. A schema that does not exist fails the module.
@@ -416,8 +393,7 @@ class Amcheck:
 
 
 def main() -> None:
-    argument_spec = pg.postgres_argument_spec()
-    del argument_spec["pg_bin_dir"]  # no client program runs
+    argument_spec = pg.postgres_argument_spec(client_programs=False)  # no client program runs
     argument_spec.update(
         schema={"type": "str", "default": "public"},
         heapallindexed={"type": "bool", "default": False},

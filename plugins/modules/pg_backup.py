@@ -30,6 +30,7 @@ description:
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - payments.deploy.postgres
+  - payments.deploy.postgres.client_programs
   - payments.deploy.postgres.action_group
   - payments.deploy.s3
   - ansible.builtin.action_common_attributes
@@ -230,7 +231,6 @@ connection:
 import datetime
 import hashlib
 import json
-import queue
 import re
 import secrets
 import subprocess
@@ -238,21 +238,22 @@ import threading
 import time
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.payments.deploy.plugins.module_utils import _backup_store as store_lib
 from ansible_collections.payments.deploy.plugins.module_utils import _crypto as crypto
 from ansible_collections.payments.deploy.plugins.module_utils import _postgres as pg
+from ansible_collections.payments.deploy.plugins.module_utils._backup_module import (
+    MAX_IDENTIFIER,
+    BackupRun,
+    backup_argument_spec,
+    require_libraries,
+)
+from ansible_collections.payments.deploy.plugins.module_utils._backup_pump import OutputPump
 
 PLAIN_NAME = store_lib.PLAIN_NAME
 QUALIFIED_NAME = re.compile(r"^(?:([A-Za-z_][A-Za-z0-9_$]*)\.)?([A-Za-z_][A-Za-z0-9_$]*)\Z")
-READ_SIZE = 1 << 20
-MAX_IDENTIFIER = 63
 FAILURES = (pg.PostgresError, store_lib.StoreError, crypto.BackupIntegrityError, OSError)
-
-
-class Stop(Exception):
-    """Raised out of a pipeline when another stage failed first."""
 
 
 def utc_now() -> datetime.datetime:
@@ -263,47 +264,35 @@ def iso(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Backup:
+class Dumped(t.NamedTuple):
+    """What the dump stage produced: the stream's counters and digests, and what was read in its snapshot."""
+
+    writer: crypto.BackupWriter
+    counts: dict[str, int]
+    head: str | None
+    fingerprint: str
+    verification: dict[str, t.Any]
+
+
+class Backup(BackupRun):
     """One run of the module; every failure after the first write cleans up what it wrote."""
 
     def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.params = module.params
-        self.started = time.monotonic()
-        self.timings: dict[str, float] = {}
-        self.commands: list[list[str]] = []
-        self.queries: list[str] = []
-        self.conn = pg.Connection(self.params)
+        super().__init__(module)
         self.db: str = self.conn.dbname or ""
-        self.key = self._validate()
+        self.key = self.validated_key()
         self.stores = self._stores()
         self.backup_id = ""
         self.context: bytes | None = None
 
-    # --- reporting ------------------------------------------------------------------------------------
-
-    def fail(self, msg: str, **extra: t.Any) -> t.NoReturn:
-        self.timings["total"] = self.elapsed()
-        self.module.fail_json(msg=self.conn.scrub(msg), backup_id=self.backup_id or None,
-                              commands=self.commands, queries=self.queries, timings=self.timings, **extra)
-
-    def elapsed(self) -> float:
-        return round(time.monotonic() - self.started, 3)
-
-    def stage(self, name: str, since: float) -> None:
-        self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - since, 3)
+    def failure_fields(self) -> dict[str, t.Any]:
+        return {"backup_id": self.backup_id or None}
 
     # --- input ------------------------------------------------------------------------------------------
 
-    def _validate(self) -> bytes:
-        """Every problem with the input at once, before anything runs; returns the key."""
+    def option_problems(self) -> list[str]:
         params = self.params
-        problems = list(self.conn.problems)
-        key = b""
-        try:
-            key = crypto.parse_key(params["encryption_key"])
-        except ValueError as exc:
-            problems.append(str(exc))
+        problems = []
         if not params["dest_dir"] and not params["s3_bucket"]:
             problems.append("no destination: set dest_dir and/or s3_bucket")
         if not self.db:
@@ -325,16 +314,14 @@ class Backup:
         table = params["migration_registry_table"]
         if table is not None and not QUALIFIED_NAME.match(table):
             problems.append(f"migration_registry_table {table!r} must be 'table' or 'schema.table' (plain identifiers)")
-        if problems:
-            self.module.fail_json(msg="; ".join(problems), commands=[], queries=[])
-        return key
+        return problems
 
     def _stores(self) -> list[store_lib.Store]:
         stores: list[store_lib.Store] = []
         if self.params["dest_dir"]:
             stores.append(store_lib.LocalStore(self.params["dest_dir"]))
         if self.params["s3_bucket"]:
-            stores.append(store_lib.S3Store(self.params))
+            stores.append(self.s3_store())
         return stores
 
     # --- stages -------------------------------------------------------------------------------------------
@@ -418,61 +405,28 @@ class Backup:
 
         self.commands.append(argv)
         child = pg.Child(argv, self.conn)
+        pump = OutputPump(child, errors)
         counter = threading.Thread(target=count, name="row-counts", daemon=True)
         counter.start()
-        blocks: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
-        stop = threading.Event()
-        pump = threading.Thread(target=self._pump, args=(child, blocks, stop, errors), name="pg_dump-reader", daemon=True)
         pump.start()
         try:
-            while (block := blocks.get()) is not None:
+            for block in pump.blocks():
                 writer.write(block)
             warnings = child.check()
             if warnings:
                 self.module.warn(f"pg_dump: {warnings}")
             writer.close()
         except BaseException:
-            stop.set()
+            pump.stop()
             child.kill()
             snap.cancel()  # stop counting rows: the backup has failed
             raise
         finally:
-            stop.set()
-            while pump.is_alive():  # unblock a reader waiting for room in the queue
-                try:
-                    blocks.get(timeout=0.1)
-                except queue.Empty:
-                    pass
+            pump.close()
             counter.join()
         if errors:
             raise errors[0]
         return writer, counts
-
-    @staticmethod
-    def _pump(child: pg.Child, blocks: queue.Queue[bytes | None], stop: threading.Event, errors: list[BaseException]) -> None:
-        """Drain pg_dump's stdout as fast as it writes, so it never waits on the compressor for long."""
-        stdout = child.process.stdout
-        if stdout is None:
-            raise ValueError("pg_dump was started without a pipe for its output")
-        try:
-            while not stop.is_set():
-                block = stdout.read(READ_SIZE)
-                if not block:
-                    break
-                while not stop.is_set():
-                    try:
-                        blocks.put(block, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-        except (OSError, ValueError) as exc:
-            errors.append(pg.PostgresError(f"reading the output of pg_dump failed: {exc}"))
-        while not stop.is_set():
-            try:
-                blocks.put(None, timeout=0.2)
-                return
-            except queue.Full:
-                continue
 
     def verify(self, info: dict[str, t.Any], writer: crypto.BackupWriter, counts: dict[str, int]) -> dict[str, t.Any]:
         """Read every stored copy back: sha256 of each; one decrypted, decompressed and parsed (or restored) in full."""
@@ -604,10 +558,27 @@ class Backup:
             before = self.listing() if self.module._diff else {}
         except FAILURES as exc:
             self.fail(str(exc))
-
         if self.module.check_mode:
             self.check_mode_exit(info, locations, manifest_locations, before)
+        dumped = self.dump_store_and_verify(info)
+        manifest = self.manifest(info, created, dumped)
+        self.write_manifest(manifest, locations)
+        try:
+            deleted = self.apply_retention()
+            after = self.listing() if self.module._diff else {}
+        except FAILURES as exc:
+            self.fail(f"backup {self.backup_id} is complete and verified, but retention failed: {exc}", locations=locations)
+        self.timings["total"] = self.elapsed()
+        result = self.common_result(locations, manifest_locations, deleted)
+        result.update(sha256=manifest["sha256"], manifest=manifest, sizes=manifest["sizes"], verified=bool(self.params["verify"]),
+                      verification=dumped.verification, migration_head=dumped.head, schema_fingerprint=dumped.fingerprint)
+        if self.module._diff:
+            result["diff"] = self.diff(before, after)
+        self.module.exit_json(**result)
 
+    def dump_store_and_verify(self, info: dict[str, t.Any]) -> Dumped:
+        """Snapshot, schema fingerprint, the dump streamed to every destination, commit, verification; on any failure
+        nothing is kept (uploads aborted, stored objects deleted) and the module fails."""
         uploads: list[store_lib.Upload] = []
         committed: list[store_lib.Upload] = []
         snap = None
@@ -624,7 +595,7 @@ class Backup:
             self.stage("schema_dump", since)
 
             since = time.monotonic()
-            uploads = [store.upload(name) for store in self.stores]
+            uploads = [store.upload(store_lib.object_name(self.backup_id)) for store in self.stores]
             writer, counts = self.stream_dump(self.dump_argv(info["pg_dump"], snapshot, schema_only=False), uploads, snap)
             self.stage("dump", since)
             self.timings.update(compress_cpu=round(writer.compress_seconds, 3), encrypt_cpu=round(writer.encryptor.seconds, 3),
@@ -651,42 +622,39 @@ class Backup:
         except BaseException:
             self.cleanup(uploads, committed, snap)
             raise
+        return Dumped(writer, counts, head, fingerprint, verification)
 
+    def manifest(self, info: dict[str, t.Any], created: datetime.datetime, dumped: Dumped) -> dict[str, t.Any]:
+        """The manifest of the stored backup, authenticated last (its MAC covers every other field)."""
+        writer = dumped.writer
         manifest = {
             "format": "payments.deploy.pg_backup", "manifest_version": 2,
             "backup_id": self.backup_id, "database": self.db, "created_at": iso(created), "completed_at": iso(utc_now()),
-            "object": name, "sha256": writer.sha256.hexdigest(),
+            "object": store_lib.object_name(self.backup_id), "sha256": writer.sha256.hexdigest(),
             "server_version": info["server_version"], "server_version_num": info["server_version_num"],
             "pg_dump_version": info["pg_dump_version"], "dump_format": "custom",
             "sizes": {"dump_bytes": writer.dump_bytes, "compressed_bytes": writer.compressed_bytes, "stored_bytes": writer.stored_bytes},
             "compression": {"algorithm": "zstd", "level": self.params["compression_level"], "checksum": True},
             "encryption": {**crypto.ENCRYPTION, "chunk_size": writer.encryptor.chunk_size, "chunks": writer.encryptor.chunks,
                            "key_id": writer.encryptor.key_id},
-            "migration_head": head, "migration_registry_table": self.params["migration_registry_table"],
-            "schema_fingerprint": fingerprint, "row_counts": counts, "snapshot": "row counts and schema taken in the dump's snapshot",
-            "verification": verification, "timings": dict(self.timings),
+            "migration_head": dumped.head, "migration_registry_table": self.params["migration_registry_table"],
+            "schema_fingerprint": dumped.fingerprint, "row_counts": dumped.counts,
+            "snapshot": "row counts and schema taken in the dump's snapshot",
+            "verification": dumped.verification, "timings": dict(self.timings),
         }
-        manifest["mac"] = crypto.manifest_mac(self.key, manifest)  # last: it covers every other field
+        manifest["mac"] = crypto.manifest_mac(self.key, manifest)
+        return manifest
+
+    def write_manifest(self, manifest: dict[str, t.Any], locations: list[str]) -> None:
+        """The manifest beside the object in every destination, last; a failure deletes the objects again."""
         since = time.monotonic()
         try:
             store_lib.put_text_everywhere(self.stores, store_lib.manifest_name(self.backup_id),
                                           json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         except FAILURES as exc:
-            self.cleanup([], committed, None)
+            self.cleanup_stored(self.stores)  # every object was committed
             self.fail(f"writing the manifest failed, no backup was kept: {exc}", deleted_unverified=locations)
         self.stage("manifest", since)
-        try:
-            deleted = self.apply_retention()
-            after = self.listing() if self.module._diff else {}
-        except FAILURES as exc:
-            self.fail(f"backup {self.backup_id} is complete and verified, but retention failed: {exc}", locations=locations)
-        self.timings["total"] = self.elapsed()
-        result = self.common_result(locations, manifest_locations, deleted)
-        result.update(sha256=manifest["sha256"], manifest=manifest, sizes=manifest["sizes"], verified=bool(self.params["verify"]),
-                      verification=verification, migration_head=head, schema_fingerprint=fingerprint)
-        if self.module._diff:
-            result["diff"] = self.diff(before, after)
-        self.module.exit_json(**result)
 
     def cleanup(self, uploads: list[store_lib.Upload], committed: list[store_lib.Upload], snap: pg.Session | None) -> None:
         """Leave nothing that looks like a backup: abort what is in flight, delete what was stored."""
@@ -694,14 +662,18 @@ class Backup:
             if upload not in committed:
                 upload.abort()
         name = store_lib.object_name(self.backup_id)
-        for store in self.stores:
-            if any(u.location == store.location(name) for u in committed):
-                try:
-                    store.delete(name)
-                except store_lib.StoreError as exc:
-                    self.module.warn(f"could not delete the unverified {store.location(name)}: {exc}")
+        self.cleanup_stored([store for store in self.stores if any(u.location == store.location(name) for u in committed)])
         if snap is not None:
             snap.close()
+
+    def cleanup_stored(self, stores: list[store_lib.Store]) -> None:
+        """Delete the stored object of this run from ``stores``."""
+        name = store_lib.object_name(self.backup_id)
+        for store in stores:
+            try:
+                store.delete(name)
+            except store_lib.StoreError as exc:
+                self.module.warn(f"could not delete the unverified {store.location(name)}: {exc}")
 
     def common_result(self, locations: list[str], manifest_locations: list[str], deleted: list[dict[str, t.Any]]) -> dict[str, t.Any]:
         return {"changed": True, "backup_id": self.backup_id, "database": self.db, "locations": locations,
@@ -741,10 +713,7 @@ class Backup:
 
 
 def main() -> None:
-    argument_spec = pg.postgres_argument_spec()
-    argument_spec.update(store_lib.s3_argument_spec())
-    argument_spec.update(
-        encryption_key={"type": "str", "no_log": True, "fallback": (env_fallback, ["ENCRYPTION_KEY"])},
+    module = AnsibleModule(argument_spec=backup_argument_spec(
         dest_dir={"type": "path"},
         compression_level={"type": "int", "default": 3},
         keep={"type": "int"},
@@ -753,17 +722,8 @@ def main() -> None:
         migration_head={"type": "str"},
         migration_registry_table={"type": "str"},
         lock_wait_timeout={"type": "str"},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("migration_head", "migration_registry_table")],
-                           required_one_of=[("url", "db")])
-    for found, lib, error in ((crypto.HAS_ZSTANDARD, "zstandard", crypto.ZSTANDARD_IMPORT_ERROR),
-                              (crypto.HAS_CRYPTOGRAPHY, "cryptography", crypto.CRYPTOGRAPHY_IMPORT_ERROR),
-                              (pg.HAS_PSYCOPG, "psycopg", pg.PSYCOPG_IMPORT_ERROR)):
-        if not found:
-            module.fail_json(msg=missing_required_lib(lib), exception=error, commands=[])
-    if module.params["s3_bucket"] and not store_lib.HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=store_lib.BOTO3_IMPORT_ERROR, commands=[])
+    ), supports_check_mode=True, mutually_exclusive=[("migration_head", "migration_registry_table")], required_one_of=[("url", "db")])
+    require_libraries(module)
     Backup(module).run()
 
 

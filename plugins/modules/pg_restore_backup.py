@@ -29,6 +29,7 @@ description:
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - payments.deploy.postgres
+  - payments.deploy.postgres.client_programs
   - payments.deploy.postgres.action_group
   - payments.deploy.s3
   - ansible.builtin.action_common_attributes
@@ -215,32 +216,31 @@ import threading
 import time
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.payments.deploy.plugins.module_utils import _backup_store as store_lib
 from ansible_collections.payments.deploy.plugins.module_utils import _crypto as crypto
 from ansible_collections.payments.deploy.plugins.module_utils import _postgres as pg
+from ansible_collections.payments.deploy.plugins.module_utils._backup_module import (
+    MAX_IDENTIFIER,
+    BackupRun,
+    backup_argument_spec,
+    require_libraries,
+)
 
-MAX_IDENTIFIER = 63
 FAILURES = (pg.PostgresError, store_lib.StoreError, crypto.BackupIntegrityError, OSError, ValueError)
 UNTOUCHED = "no database was touched"
 MAINTENANCE_DB = "postgres"
 
 
-class Restore:
+class Restore(BackupRun):
     """One run: verify the backup completely, restore it beside the target, verify, swap names; fail closed at each step."""
 
     def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.params = module.params
-        self.started = time.monotonic()
-        self.timings: dict[str, float] = {}
-        self.commands: list[list[str]] = []
-        self.queries: list[str] = []
-        self.conn = pg.Connection(self.params)
+        super().__init__(module)
         # the database connected to (never the one restored): db, else the url's database, else postgres
         self.maintenance_db: str = self.conn.dbname or MAINTENANCE_DB
-        self.key = self._validate()
+        self.key = self.validated_key()
         self.store = self._store()
         self.manifest: dict[str, t.Any] = {}
         self.target = ""
@@ -248,26 +248,19 @@ class Restore:
         self.created: str | None = None  # a database this run created and has not handed over yet: dropped on failure
         self.stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S")
 
-    def fail(self, msg: str, **extra: t.Any) -> t.NoReturn:
-        """Fail the run; a database it created is dropped first (on every failure path)."""
+    def before_failing(self, msg: str) -> str:
+        """A database this run created is dropped first (on every failure path)."""
         if self.created is not None and self.admin is not None:
             msg = f"{msg}; {self.drop(self.admin, self.created)}"
             self.created = None
-        self.timings["total"] = round(time.monotonic() - self.started, 3)
-        self.module.fail_json(msg=self.conn.scrub(msg), backup_id=self.manifest.get("backup_id"), commands=self.commands,
-                              queries=self.queries, timings=self.timings, connection=self.conn.describe(), **extra)
+        return msg
 
-    def stage(self, name: str, since: float) -> None:
-        self.timings[name] = round(self.timings.get(name, 0.0) + time.monotonic() - since, 3)
+    def failure_fields(self) -> dict[str, t.Any]:
+        return {"backup_id": self.manifest.get("backup_id"), "connection": self.conn.describe()}
 
-    def _validate(self) -> bytes:
+    def option_problems(self) -> list[str]:
         params = self.params
-        problems = list(self.conn.problems)
-        key = b""
-        try:
-            key = crypto.parse_key(params["encryption_key"])
-        except ValueError as exc:
-            problems.append(str(exc))
+        problems = []
         if (params["backup_id"] is None) == (params["manifest"] is None):
             problems.append("set exactly one of backup_id and manifest")
         if params["backup_id"] is not None and not params["src_dir"] and not params["s3_bucket"]:
@@ -286,13 +279,11 @@ class Restore:
             problems.append("jobs must be at least 1")
         if params["s3_part_size_mb"] < 5:
             problems.append("s3_part_size_mb must be at least 5")
-        if problems:
-            self.module.fail_json(msg="; ".join(problems), commands=[], queries=[])
-        return key
+        return problems
 
     def _store(self) -> store_lib.Store:
         if self.params["s3_bucket"]:
-            return store_lib.S3Store(self.params)
+            return self.s3_store()
         return store_lib.LocalStore(self.params["src_dir"] or os.path.dirname(self.params["manifest"]))
 
     # --- the backup ------------------------------------------------------------------------------------------
@@ -551,7 +542,7 @@ class Restore:
         self.created = None  # it is the target now
         self.stage("swap", since)
         admin.close()
-        self.timings["total"] = round(time.monotonic() - self.started, 3)
+        self.timings["total"] = self.elapsed()
         result = self.result(restored, kept, verification, reader)
         result.update(changed=True, terminated_sessions=terminated)
         self.module.exit_json(**result)
@@ -654,35 +645,25 @@ class Restore:
         verification = self.verification(reader)
         verification["archive_parsed"] = True
         self.commands.append(self.restore_argv(pg_restore, restored, "<decrypted temporary file>"))
-        self.timings["total"] = round(time.monotonic() - self.started, 3)
+        self.timings["total"] = self.elapsed()
         result = self.result(restored, kept, verification, reader)
         result.update(changed=True, owner=target_info["owner"] if target_info else None)
         self.module.exit_json(**result)
 
 
 def main() -> None:
-    argument_spec = pg.postgres_argument_spec()
-    argument_spec.update(store_lib.s3_argument_spec())
-    argument_spec.update(
+    module = AnsibleModule(argument_spec=backup_argument_spec(
         target_db={"type": "str"},
         backup_id={"type": "str"},
         manifest={"type": "path"},
         src_dir={"type": "path"},
-        encryption_key={"type": "str", "no_log": True, "fallback": (env_fallback, ["ENCRYPTION_KEY"])},
         terminate_connections={"type": "bool", "default": True},
         jobs={"type": "int", "default": 1},
         analyze={"type": "bool", "default": True},
         verify_row_counts={"type": "bool", "default": True},
         temp_dir={"type": "path"},
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    for found, lib, error in ((crypto.HAS_ZSTANDARD, "zstandard", crypto.ZSTANDARD_IMPORT_ERROR),
-                              (crypto.HAS_CRYPTOGRAPHY, "cryptography", crypto.CRYPTOGRAPHY_IMPORT_ERROR),
-                              (pg.HAS_PSYCOPG, "psycopg", pg.PSYCOPG_IMPORT_ERROR)):
-        if not found:
-            module.fail_json(msg=missing_required_lib(lib), exception=error, commands=[])
-    if module.params["s3_bucket"] and not store_lib.HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3"), exception=store_lib.BOTO3_IMPORT_ERROR, commands=[])
+    ), supports_check_mode=True)
+    require_libraries(module)
     Restore(module).run()
 
 

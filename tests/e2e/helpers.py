@@ -129,3 +129,10 @@ def smoke_payments(record: dict) -> list[str]:
 def other_release(version: str) -> str:
     """The lab's other release: a deploy of it always switches colours."""
     return "1.0.0" if version == "1.1.0" else "1.1.0"
+
+
+def sign_off_releases(lab: dict) -> None:
+    """Production's sign-offs for every release in the lab's artifacts, as `labctl up` writes them (lab/signoffs.py):
+    for a release a test built after the lab started."""
+    import signoffs  # pylint: disable=import-outside-toplevel  # lab/, on sys.path through conftest
+    signoffs.write_signoffs(Path(lab["state_dir"]))

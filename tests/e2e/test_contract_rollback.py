@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from helpers import has_column, journal, live, query, smoke_payments, versions_or_nothing
+from helpers import has_column, journal, live, query, sign_off_releases, smoke_payments, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(900)
 FIXTURE = REPO / "tests" / "integration" / "migrations" / "fixtures" / "contract_drop_description"
@@ -31,6 +31,7 @@ def release_with_contract_change(lab, tmp_path):
     artifacts = Path(lab["state_dir"]) / "artifacts"
     subprocess.run([sys.executable, str(REPO / "lab" / "build_release.py"), "--version", "1.2.0", "--source", str(source),
                     "--output-dir", str(artifacts)], check=True, capture_output=True)
+    sign_off_releases(lab)
     yield "1.2.0"
     for path in artifacts.glob("payment-service-1.2.0.*"):
         path.unlink()

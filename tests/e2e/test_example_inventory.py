@@ -40,8 +40,8 @@ def test_the_overlay_replaces_only_what_the_example_has():
 
 def test_staging_lists_what_production_lists():
     production, staging = example_vars("production"), example_vars("staging")
-    # Only production reads the staging journal (the staging gate).
-    assert set(production) - set(staging) == {"preflight_staging_gate_journal_host"}
+    # Only production reads the staging journal (the staging gate) and needs sign-offs.
+    assert set(production) - set(staging) == {"preflight_staging_gate_journal_host", "production_gate_signoff_file"}
     assert set(staging) <= set(production)
     assert staging["deploy_environment"] == "staging" and production["deploy_environment"] == "production"
 

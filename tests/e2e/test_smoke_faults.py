@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from helpers import live, lock_file, map_colour, versions_or_nothing
+from helpers import live, lock_file, map_colour, sign_off_releases, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(900)
 FAULTS = {"auth-disabled": ("1.3.0", "authentication"), "no-security-headers": ("1.3.1", "security_headers")}
@@ -32,6 +32,7 @@ def faulty_release(lab, request):
     artifacts = Path(lab["state_dir"]) / "artifacts"
     subprocess.run([sys.executable, str(REPO / "lab" / "build_release.py"), "--version", version, "--fault",
                     request.param, "--output-dir", str(artifacts)], check=True, capture_output=True)
+    sign_off_releases(lab)
     yield version, check
     for path in artifacts.glob(f"payment-service-{version}.*"):
         path.unlink()

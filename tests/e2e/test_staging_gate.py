@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from helpers import journal, live, lock_file, map_colour, published_sha256, versions_or_nothing
+from helpers import journal, live, lock_file, map_colour, published_sha256, sign_off_releases, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -31,6 +31,7 @@ def unstaged_release(lab, playbook, request):
     artifacts = Path(lab["state_dir"]) / "artifacts"
     subprocess.run([sys.executable, str(REPO / "lab" / "build_release.py"), "--version", version,
                     "--output-dir", str(artifacts)], check=True, capture_output=True)
+    sign_off_releases(lab)
     yield version
     for environment, url in (("production", lab["production_url"]), ("staging", lab["staging_url"])):
         if versions_or_nothing(url) == {version}:

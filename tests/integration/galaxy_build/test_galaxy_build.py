@@ -35,7 +35,7 @@ KEPT_FILES = {"README.md", "LICENSE", "CHANGELOG.md", "requirements.txt", "requi
 # Inside the kept directories, what only makes sense in the checkout (the runbooks' inventories link to the lab's).
 LAB_ONLY = ("inventories/example/lab-overlay.yml", "runbooks/*/inventory")
 # What must never be in the tarball, whatever else changes.
-LEFT_OUT_DIRS = ("lab/", "tests/", "bench/", "scripts/", ".ci/", ".github/", "inventories/lab/", "inventories/lab-ssh/",
+LEFT_OUT_DIRS = ("lab/", "tests/", "bench/", "scripts/", "extensions/", ".ci/", ".github/", "inventories/lab/", "inventories/lab-ssh/",
                  ".cache/", ".venv/", ".lab/", ".pytest_cache/")
 LEFT_OUT_FILES = {"Makefile", "ansible.cfg", "pytest.ini", ".ansible-lint", ".gitignore", "requirements-dev.txt",
                   "galaxy.yml"}
