@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 COLLECTION_LINK := .cache/collections/ansible_collections/payments/deploy
-DEBIAN_PACKAGES := haproxy redis-server shellcheck prometheus prometheus-alertmanager minisign openssh-server sudo systemd
+DEBIAN_PACKAGES := haproxy redis-server shellcheck prometheus prometheus-alertmanager minisign openssh-server sudo systemd \
+	pgbackrest chromium
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -141,7 +142,7 @@ e2e-faults: lab-up
 TEST_JOBS ?= 2
 SUITE_TARGETS := $(foreach suite,$(INTEGRATION_SUITES),suite-$(subst /,.,$(patsubst tests/%/,%,$(suite))))
 SLOW_FIRST := suite-lab sanity suite-integration.postgres_backup suite-integration.haproxy suite-integration.stripe \
-	suite-integration.molecule suite-integration.production_gate \
+	suite-integration.molecule suite-integration.production_gate suite-integration.pgbackrest \
 	suite-integration.rollback_mirror lint suite-integration.migrations suite-integration.release_install unit
 CHECKS_WITHOUT_LAB := $(SLOW_FIRST) $(filter-out $(SLOW_FIRST),$(SUITE_TARGETS)) rules
 

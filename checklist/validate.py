@@ -341,7 +341,7 @@ def module_problem(root: Path, fqcn: object, check: object) -> str | None:
 
 
 def docs_problem(root: Path, link: object) -> str | None:
-    page, _, anchor = str(link).partition("#")
+    page, anchor = (str(link).split("#", 1) + [""])[:2]
     path = root / "docs" / page
     if not re.match(r"^[a-z0-9-]+(/[a-z0-9-]+)*\.md\Z", page) or not path.is_file():
         return f"docs page {page} does not exist under docs/"

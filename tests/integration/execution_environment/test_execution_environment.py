@@ -31,6 +31,7 @@ IMPORT_DISTRIBUTIONS: dict[str, str | None] = {
     "boto3": "boto3",
     "botocore": "boto3",  # a dependency of boto3; only imported together with it
     "cryptography": "cryptography",
+    "matplotlib": "matplotlib",
     "psycopg": "psycopg",
     "redis": "redis",
     "stripe": "stripe",

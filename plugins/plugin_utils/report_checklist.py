@@ -1,0 +1,141 @@
+# Copyright: Payments Platform Team
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The production checklist's lines (checklist/map.yml) and what one run proved of each.
+
+A ``verified`` line is verified in a run only when every evidence entry of the line matched a task result of the run
+and each of those results succeeded; the line then shows the evidence values. A ``gate`` line shows the attestation or
+waiver the run's production gate recorded for it, or the sign-off of its role.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from ansible_collections.payments.deploy.plugins.plugin_utils.report_fields import MISSING
+
+# The run statuses a line can have, in the order the report counts them.
+RUN_STATUSES = ("verified", "done", "failed", "not run", "signed off", "attested", "not recorded", "automated", "waived",
+                "planned")
+DEFAULT_MAP = Path(__file__).resolve().parents[2] / "checklist" / "map.yml"
+
+
+def load_map(path: str | None) -> tuple[list[dict], str | None]:
+    """The lines of the map at PATH (the collection's own map when None) and why none could be read."""
+    source = Path(path) if path else DEFAULT_MAP
+    try:
+        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return [], f"checklist map {source} not read: {exc.__class__.__name__}: {exc}"
+    lines = data.get("lines") if isinstance(data, dict) else None
+    if not isinstance(lines, list):
+        return [], f"checklist map {source} has no list of lines"
+    return [line for line in lines if isinstance(line, dict)], None
+
+
+def wanted_fields(lines: list[dict]) -> dict[str, dict[str, set[str]]]:
+    """The result fields the map's evidence asks for: {"module": {fqcn: fields}, "task": {name: fields}}."""
+    wanted: dict[str, dict[str, set[str]]] = {"module": {}, "task": {}}
+    for line in lines:
+        for entry in line.get("evidence") or []:
+            for kind in ("module", "task"):
+                if isinstance(entry, dict) and entry.get(kind):
+                    wanted[kind].setdefault(str(entry[kind]), set()).update(str(f) for f in entry.get("fields") or [])
+    return wanted
+
+
+def name_pattern(name: str) -> re.Pattern:
+    """A task name as Ansible shows it once templated: each {{ expression }} of NAME matches any text."""
+    parts = re.split(r"\{\{.*?\}\}", name)
+    return re.compile(".+?".join(re.escape(part) for part in parts), re.DOTALL)
+
+
+def matches(entry: dict, result: dict) -> bool:
+    if entry.get("module"):
+        module = str(entry["module"])
+        return result["action"] in (module, f"payments.deploy.{module}")
+    name = str(entry.get("task") or "")
+    if "{{" in name:
+        return bool(name_pattern(name).fullmatch(result["task"]))
+    return bool(name) and result["task"] == name
+
+
+def judge_entry(entry: dict, results: list[dict]) -> dict:
+    """What the run's results say about one evidence entry: its status and the values of its fields. A failure counts
+    even when a rescue handled it: the check did not pass."""
+    found = [result for result in results if matches(entry, result)]
+    judged = {"evidence": entry.get("module") or entry.get("task"), "results": len(found), "values": []}
+    if any(result["status"] in ("failed", "unreachable") and not result.get("ignored") for result in found):
+        judged["status"] = "failed"
+    elif any(result["status"] in ("ok", "changed") for result in found):
+        judged["status"] = "verified"
+    else:
+        judged["status"] = "not run"
+    for result in found:
+        if result["status"] not in ("ok", "changed") or result.get("no_log"):
+            continue
+        kept = [item for item in result.get("items") or [] if not item.get("no_log")] or [result.get("fields", {})]
+        for fields in kept:
+            values = {}
+            for field in entry.get("fields") or []:
+                value = fields.get(field, MISSING)
+                values[field] = None if value is MISSING else value
+            judged["values"].append({"host": result["host"], "task": result["task"], "fields": values})
+    return judged
+
+
+def judge_gate(line_id: str, gate: dict, gate_record: dict) -> dict:
+    """A gate line's status from the production gate's record: attested or waived (by line id), else signed off by the
+    gate's role, else not recorded."""
+    for kind, run_status in (("attestations", "attested"), ("waivers", "waived")):
+        entry = (gate_record.get(kind) or {}).get(line_id)
+        if isinstance(entry, dict):
+            return {"run_status": run_status, "recorded": {kind[:-1]: entry}}
+    signoff = (gate_record.get("signoffs") or {}).get(str(gate.get("role")))
+    if isinstance(signoff, dict):
+        return {"run_status": "signed off", "recorded": {"signoff": dict(signoff, role=gate.get("role"))}}
+    return {"run_status": "not recorded", "recorded": {}}
+
+
+def judge_line(line: dict, results: list[dict], gate_record: dict) -> dict:
+    """One map line with its status in this run."""
+    judged = {key: line.get(key) for key in ("id", "line", "text", "section", "kind", "status")}
+    judged["evidence"] = [judge_entry(entry, results) for entry in line.get("evidence") or [] if isinstance(entry, dict)]
+    statuses = [entry["status"] for entry in judged["evidence"]]
+    kind, status = line.get("kind", "item"), line.get("status")
+    if kind == "group":
+        judged["run_status"] = None
+    elif status in ("verified", "automated") and statuses:
+        if "failed" in statuses:
+            judged["run_status"] = "failed"
+        elif all(item == "verified" for item in statuses):
+            judged["run_status"] = "verified" if status == "verified" else "done"
+        else:
+            judged["run_status"] = "not run"
+    elif status == "verified":
+        judged["run_status"] = "not run"
+    elif status == "gate":
+        judged["gate"] = line.get("gate") or {}
+        judged.update(judge_gate(str(line.get("id")), judged["gate"], gate_record))
+    elif status == "waived":
+        judged["justification"] = line.get("justification")
+        judged["run_status"] = "waived"
+    elif status == "planned":
+        judged["planned"] = line.get("planned")
+        judged["run_status"] = "planned"
+    else:
+        judged["run_status"] = "automated"
+    return judged
+
+
+def judge(lines: list[dict], results: list[dict], gate_record: dict) -> dict:
+    """Every line judged, and the count of lines per run status. GATE_RECORD is the production gate's record
+    (production_gate_record: signoffs by role, attestations and waivers by line id), empty when the run set none."""
+    judged = [judge_line(line, results, gate_record) for line in lines]
+    counts = {status: 0 for status in RUN_STATUSES}
+    for line in judged:
+        if line["run_status"]:
+            counts[line["run_status"]] = counts.get(line["run_status"], 0) + 1
+    return {"lines": judged, "counts": counts}

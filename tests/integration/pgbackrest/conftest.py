@@ -1,0 +1,69 @@
+"""Fixtures for the pgBackRest modules and roles: real PostgreSQL 15 clusters and a real pgbackrest with an encrypted
+posix repository, all in temporary directories.
+
+One archiving cluster with its stanza per session (its set-up is itself the first test's subject); clusters that must
+stay untouched (bad inputs) or receive a restore are made per test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from pgbackrest_world import PG_BIN, PGBACKREST, Cluster, Repo, collections_dir_for_checkout, new_base, run_module
+
+
+@pytest.fixture(scope="session")
+def collections_dir() -> t.Iterator[Path]:
+    path = collections_dir_for_checkout()
+    yield path
+    if path.name.startswith("payments-deploy-collections-"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def make_world(prefix: str) -> tuple[Path, Cluster, Repo]:
+    if not os.access(PG_BIN / "postgres", os.X_OK) or not os.access(PGBACKREST, os.X_OK):
+        pytest.skip(f"PostgreSQL 15 ({PG_BIN}) or pgBackRest ({PGBACKREST}) is not installed")
+    base = new_base(prefix)
+    cluster = Cluster(base)
+    cluster.init()
+    cluster.start()
+    cluster.sql("CREATE TABLE payments (id bigint PRIMARY KEY, amount bigint NOT NULL, note text)")
+    cluster.sql("INSERT INTO payments SELECT g, g * 100, 'before' FROM generate_series(1, 20000) g")
+    repo = Repo(base, cluster)
+    repo.write()
+    return base, cluster, repo
+
+
+@pytest.fixture(scope="session")
+def world() -> t.Iterator[tuple[Cluster, Repo]]:
+    base, cluster, repo = make_world("pgbackrest-test-")
+    try:
+        yield cluster, repo
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stanza_run(world: tuple[Cluster, Repo], collections_dir: Path) -> dict[str, t.Any]:
+    """The first run of pgbackrest_stanza on the session's cluster: archiving, stanza, check, first full backup."""
+    cluster, repo = world
+    result = run_module(collections_dir, "pgbackrest_stanza", repo.module_args(restart_command=cluster.restart_command()))
+    assert result.get("failed") is not True, result.get("msg")
+    return result
+
+
+@pytest.fixture
+def fresh() -> t.Iterator[tuple[Cluster, Repo]]:
+    """A cluster that does not archive yet and an empty repository."""
+    base, cluster, repo = make_world("pgbackrest-fresh-")
+    try:
+        yield cluster, repo
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
