@@ -76,6 +76,21 @@ def bake_summary(state_dir: str, environment: str) -> list[str]:
     return lines
 
 
+def report_summary(state_dir: str, environment: str) -> list[str]:
+    """The newest run report of an environment's deploys (payments.deploy.run_report): every checklist line's status in
+    that run, counted, and where the HTML page is."""
+    reports = Path(state_dir) / "hosts" / "lb1" / "var" / "lib" / "payments" / "journal" / "reports"
+    newest = max(reports.glob(f"{environment}-*.json"), key=lambda path: path.stat().st_mtime, default=None)
+    if newest is None:
+        return [f"{environment:12} no run report"]
+    report = json.loads(newest.read_text())
+    counts = report["checklist"]["counts"]
+    total = sum(counts.values())
+    shown = ", ".join(f"{status} {count}" for status, count in sorted(counts.items(), key=lambda item: -item[1]) if count)
+    return [f"{environment:12} {report['outcome']['status']}: {counts.get('verified', 0)} of {total} checklist items verified "
+            f"in the run ({shown})", f"{'':12} {newest.with_suffix('.html')}"]
+
+
 def deploy(version: str, environment: str, timings: list[dict], traffic: CustomerTraffic | None = None) -> None:
     print(f"\n=== deploy {version} to {environment}{' (bake under customer traffic)' if traffic else ''} ===",
           flush=True)
@@ -131,6 +146,10 @@ def main() -> int:
     print("\n=== bake after the switch (from the journal) ===")
     for line in bake_summary(status["state_dir"], "production"):
         print(line)
+    print("\n=== run reports: the checklist, line by line, in the last deploy of each environment ===")
+    for environment in ENVIRONMENTS:
+        for line in report_summary(status["state_dir"], environment):
+            print(line)
     print("\n=== phase timings (seconds) ===")
     for run in timings:
         phases = ", ".join(f"{p['phase']}: {p['seconds']:.1f}" for p in run["phases"])

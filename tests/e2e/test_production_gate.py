@@ -2,12 +2,13 @@
 with a justification: anything less is refused in preflight, before the lock is kept or anything changes."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import history, live, lock_file, map_colour, other_release
+from helpers import history, journal_dir, live, lock_file, map_colour, other_release
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -63,3 +64,12 @@ def test_a_signed_off_deploy_records_who_signed(lab, playbook):
     assert recorded["release_sha256"] == expected["signoffs"]["development_lead"]["sha256"]
     assert set(recorded["attestations"]) == set(expected["attestations"])
     assert live(lab["production_url"])[0] == {target}
+    # The run report next to the journal names the same sign-offs, and the lines the gate checks are verified in it.
+    [named] = run.results("Name this run (its smoke payments' idempotency keys derive from it)")
+    run_id = named["ansible_facts"]["deploy_run_id"]
+    report = json.loads((journal_dir(lab).parent / "reports" / f"{run_id}.json").read_text())
+    assert report["outcome"]["status"] == "succeeded" and report["run_id"] == run_id
+    assert report["production_gate"]["signoffs"] == recorded["signoffs"]
+    statuses = {line["id"]: line["run_status"] for line in report["checklist"]["lines"]}
+    assert statuses["security.env.hash-salt"] == statuses["security.env.database-credentials"] == "verified"
+    assert (journal_dir(lab).parent / "reports" / f"{run_id}.html").stat().st_size > 10000
