@@ -25,6 +25,48 @@ _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*\Z")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Backup types from the cheapest to the most complete; a newer one of a type resets the age of that type and below.
 BACKUP_TYPES = ("incr", "diff", "full")
+_STANZA = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_OS_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}\Z")
+RESTORE_POINT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}\Z")
+
+
+def plain_path(value: str) -> bool:
+    """An absolute path without control or line-separator characters (safe to name in a message and a command)."""
+    return (value.startswith("/") and len(value) <= 4096
+            and not any(ord(char) < 32 or 0x7F <= ord(char) <= 0x9F or char in "\u2028\u2029" for char in value))
+
+
+def input_problems(params: t.Mapping[str, t.Any]) -> list[str]:
+    """Every problem with the options every pgbackrest_* module shares, found before any command runs."""
+    problems = []
+    if not _STANZA.match(params["stanza"]):
+        problems.append("stanza must be 1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    for name in ("config", "config_include_path", "pg_socket_path", "pg_bin_dir", "pgbackrest_bin"):
+        if params.get(name) is not None and not plain_path(params[name]):
+            problems.append(f"{name} must be an absolute path without control characters")
+    if plain_path(params["config"]) and not os.path.isfile(params["config"]):
+        problems.append(f"config: {params['config']} is not a file")
+    if params.get("config_include_path") and plain_path(params["config_include_path"]) and not os.path.isdir(params["config_include_path"]):
+        problems.append(f"config_include_path: {params['config_include_path']} is not a directory")
+    if plain_path(params["pgbackrest_bin"]) and not (os.path.isfile(params["pgbackrest_bin"]) and os.access(params["pgbackrest_bin"], os.X_OK)):
+        problems.append(f"pgbackrest_bin: {params['pgbackrest_bin']} is not an executable file")
+    if plain_path(params["pg_bin_dir"]) and not os.path.isdir(params["pg_bin_dir"]):
+        problems.append(f"pg_bin_dir: {params['pg_bin_dir']} is not a directory")
+    cipher = params.get("cipher_pass")
+    if cipher is not None and (not cipher.strip() or any(ord(char) < 32 or char in "\u2028\u2029" for char in cipher)):
+        problems.append("cipher_pass must be non-empty, on one line (it is not shown)")
+    if not _OS_USER.match(params["os_user"]):
+        problems.append("os_user must be a user name (lower-case letters, digits, '_' or '-')")
+    else:
+        try:
+            pwd.getpwnam(params["os_user"])
+        except KeyError:
+            problems.append(f"os_user: no such user {params['os_user']!r}")
+    if not 1 <= params["pg_port"] <= 65535:
+        problems.append("pg_port must be from 1 to 65535")
+    if not 1 <= params["command_timeout"] <= 7 * 86400:
+        problems.append("command_timeout must be from 1 to 604800 seconds")
+    return problems
 
 
 class PgBackRestError(Exception):
@@ -84,7 +126,10 @@ def choose_backup_type(backups: list[dict[str, t.Any]], now: float, max_ages: t.
 class Runner:
     """Runs commands as ``os_user`` (dropping root's privileges when needed) and records them."""
 
-    def __init__(self, params: t.Mapping[str, t.Any], check_mode: bool = False) -> None:
+    def __init__(self, params: t.Mapping[str, t.Any], check_mode: bool = False, problems: t.Sequence[str] = ()) -> None:
+        found = [*input_problems(params), *problems]
+        if found:
+            raise PgBackRestError("; ".join(found))
         self.params = params
         self.check_mode = check_mode
         self.commands: list[dict[str, t.Any]] = []

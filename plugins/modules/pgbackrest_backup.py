@@ -224,13 +224,25 @@ def mark_deploy(module: AnsibleModule, runner: pgbr.Runner, result: dict[str, t.
                                    f"{module.params['archive_timeout']} s: check archive_command and pg_stat_archiver")
 
 
-def run(module: AnsibleModule, result: dict[str, t.Any]) -> None:
-    runner = pgbr.Runner(module.params, module.check_mode)
-    result["commands"] = runner.commands
+def input_problems(params: t.Mapping[str, t.Any]) -> list[str]:
+    """This module's own options: the ages, the restore point's name and the archive wait."""
+    problems = []
     for kind in pgbr.BACKUP_TYPES:
-        pgbr.parse_age(module.params[f"{kind}_max_age"], f"{kind}_max_age")
-    if len((module.params["restore_point"] or "").encode()) > 63:
-        raise pgbr.PgBackRestError(f"restore_point: {module.params['restore_point']!r} is longer than PostgreSQL's 63 bytes")
+        try:
+            pgbr.parse_age(params[f"{kind}_max_age"], f"{kind}_max_age")
+        except pgbr.PgBackRestError as exc:
+            problems.append(str(exc) if len(str(params[f"{kind}_max_age"])) <= 64 else f"{kind}_max_age is not an age")
+    point = params["restore_point"]
+    if point is not None and not pgbr.RESTORE_POINT.match(point):
+        problems.append("restore_point must be 1 to 63 letters, digits, '.', '_', ':' or '-' (PostgreSQL's limit is 63 bytes)")
+    if not 1 <= params["archive_timeout"] <= 3600:
+        problems.append("archive_timeout must be from 1 to 3600 seconds")
+    return problems
+
+
+def run(module: AnsibleModule, result: dict[str, t.Any]) -> None:
+    runner = pgbr.Runner(module.params, module.check_mode, input_problems(module.params))
+    result["commands"] = runner.commands
     pgbr.ensure_cipher(module.params, runner)
     # before anything changes: the cluster answers, archives, and the stanza's repository can be read
     mode = runner.sql("SHOW archive_mode", record="reach the cluster")

@@ -190,7 +190,12 @@ def configure_archiving(module: AnsibleModule, runner: pgbr.Runner, result: dict
 
 
 def run(module: AnsibleModule, result: dict[str, t.Any]) -> None:
-    runner = pgbr.Runner(module.params, module.check_mode)
+    command = module.params["restart_command"]
+    problems = []
+    if command is not None and (not command or not command[0].startswith("/") and "/" in command[0]
+                                or any(not part or "\x00" in part or "\n" in part for part in command)):
+        problems.append("restart_command must be a non-empty list of non-empty arguments on one line each")
+    runner = pgbr.Runner(module.params, module.check_mode, problems)
     result["commands"] = runner.commands
     pgbr.ensure_cipher(module.params, runner)
     # before anything changes: the cluster answers and the repository (when there is one) can be read

@@ -112,12 +112,17 @@ strict:
   type: bool
 """
 
+import re
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.payments.deploy.plugins.module_utils._conninfo import PSYCOPG_IMPORT_ERROR
 from ansible_collections.payments.deploy.plugins.module_utils._secret_quality import CHECKS, SHA256_HEX, check_env
+
+
+ENVIRONMENT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,127}\Z")
 
 
 def digests_by_environment(option: t.Mapping[str, t.Any]) -> tuple[dict[str, list[str]], list[str]]:
@@ -150,6 +155,12 @@ def main() -> None:
     strict = params["strict"] if params["strict"] is not None else params["environment"] == "production"
     min_salt = params["min_salt_bytes"] if params["min_salt_bytes"] is not None else (32 if strict else 16)
     others, bad = digests_by_environment(params["other_hash_salt_sha256"])
+    if not ENVIRONMENT_NAME.match(params["environment"]):
+        bad.append("environment must be a name of lower-case letters, digits, '-' and '_' (at most 32)")
+    if any(not isinstance(key, str) or not ENV_NAME.match(key) for key in params["env"]):
+        bad.append("env must map environment variable names (A-Z, 0-9, _) to their values")
+    elif any(value is not None and not isinstance(value, (str, int, float)) for value in params["env"].values()):
+        bad.append("env values must be strings (no value is shown)")
     if not 8 <= min_salt <= 1024:
         bad.append("min_salt_bytes must be from 8 to 1024")
     if not 8 <= params["min_password_length"] <= 1024:

@@ -201,6 +201,12 @@ def read_yaml(path: str, label: str) -> tuple[t.Any, str | None, str | None]:
         return None, hashlib.sha256(raw).hexdigest(), f"the {label} {path} is not valid YAML{at}"
 
 
+def plain_absolute_path(value: str) -> bool:
+    """An absolute path a message can name on one line: no control characters, no Unicode line separators."""
+    return (value.startswith("/") and len(value) <= 4096
+            and not any(ord(char) < 32 or 0x7F <= ord(char) <= 0x9F or char in "\u2028\u2029" for char in value))
+
+
 def merged(file_part: t.Any, variables: t.Any) -> tuple[t.Any, dict[str, str]]:
     """The file's entries overlaid with the variables' (variables win), and where each entry came from."""
     if not isinstance(file_part, t.Mapping) or not isinstance(variables, t.Mapping):
@@ -241,6 +247,9 @@ def main() -> None:
         bad.append("required_roles must name at least one role, none empty")
     if not 1 <= params["min_justification_length"] <= 1000:
         bad.append("min_justification_length must be from 1 to 1000")
+    for name in ("signoff_file", "checklist_map"):
+        if params[name] is not None and not plain_absolute_path(params[name]):
+            bad.append(f"{name} must be an absolute path without control or line-separator characters")
     if bad:
         module.fail_json(msg="; ".join(bad))
 
