@@ -162,3 +162,21 @@ def test_secrets_never_appear_in_output(lab, playbook, before):
     assert run.rc == 0
     for name, value in lab["secrets"].items():
         assert value not in run.text, f"secret {name} appeared in the deploy output"
+
+
+def test_a_key_of_another_stripe_account_is_refused_on_every_host(lab, playbook, before):
+    # The emulator's keys belong to its one account: pinning another makes every app host's key wrong.
+    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "payments_stripe_account_id=acct_SomeoneElse0001")
+    assert run.rc != 0
+    for host in ("app1", "app2"):
+        assert f"production (app host {host}) expects account acct_SomeoneElse0001" in run.text
+    assert "belongs to acct_1PaymentsLab0001" in run.text
+    assert lab["secrets"]["stripe_live_key"] not in run.output
+    assert_untouched(lab, before)
+
+
+def test_production_without_a_pinned_stripe_account_is_refused(lab, playbook, before):
+    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "payments_stripe_account_id=")
+    assert run.rc != 0
+    assert "production needs its Stripe account pinned: set payments_stripe_account_id (acct_...) for app1, app2" in run.text
+    assert_untouched(lab, before)
