@@ -67,6 +67,7 @@ options:
 import time
 from pathlib import Path
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 from ansible.template import Templar
 
@@ -77,6 +78,16 @@ from ansible_collections.payments.deploy.plugins.plugin_utils.report_model impor
 
 # Read from the first load balancer's variables (the host that keeps the journal).
 INVENTORY_VARS = ("deploy_journal_dir", "payments_prometheus_url", "deploy_environment")
+
+
+def task_name(task) -> str:
+    """The task's name as the output shows it, without its role's prefix (an include_role's get_name takes no
+    include_role_fqcn)."""
+    try:
+        name = task.get_name(include_role_fqcn=False)
+    except TypeError:
+        name = task.get_name()
+    return name.split(" : ")[-1]
 
 
 def task_key(task) -> str:
@@ -107,6 +118,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_start(self, playbook):
         record = self.ensure_record(Path(getattr(playbook, "_file_name", None) or "playbook").stem)
+        record.check_mode = bool(context.CLIARGS.get("check"))
         record.planned_phases = [play.get_name().strip() for play in playbook.get_plays()]
 
     def read_inventory(self, play):
@@ -145,7 +157,7 @@ class CallbackModule(CallbackBase):
         task = result.task
         data = result.result
         no_log = bool(task.no_log or data.get("_ansible_no_log") or "censored" in data)
-        self.ensure_record().add_result(result.host.get_name(), task.get_name(include_role_fqcn=False).split(" : ")[-1],
+        self.ensure_record().add_result(result.host.get_name(), task_name(task),
                                         task_key(task), task.resolved_action or task.action, status, data, no_log, ignored)
 
     def v2_runner_on_ok(self, result):

@@ -40,6 +40,7 @@ class RunRecord:
 
     def __init__(self, playbook: str, wanted: dict[str, dict[str, set[str]]]) -> None:
         self.playbook = playbook
+        self.check_mode = False
         self.wanted = wanted
         self.started = time.time()
         self.phases: list[dict] = []
@@ -158,6 +159,8 @@ class RunRecord:
             "run": run_name(self.run_id, self.playbook, self.started),
             "run_id": self.run_id,
             "playbook": self.playbook,
+            # A --check run: what the report shows would have been done; nothing was changed.
+            "check_mode": self.check_mode,
             "environment": self.environment,
             "started": utc_iso(self.started),
             "ended": utc_iso(ended),

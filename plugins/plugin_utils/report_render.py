@@ -65,7 +65,8 @@ def md_cell(value) -> str:
 def to_markdown(report: dict, chart_note: str | None) -> str:
     outcome, checklist = report["outcome"], report["checklist"]
     out = [f"# Run report: {report['run']}", "",
-           f"- playbook: `{report['playbook']}`", f"- outcome: **{outcome['status']}**",
+           f"- playbook: `{report['playbook']}`{' (check mode: nothing was changed)' if report.get('check_mode') else ''}",
+           f"- outcome: **{outcome['status']}**",
            f"- started {report['started']}, ended {report['ended']} ({report['seconds']} s)"]
     if report.get("environment"):
         out.append(f"- environment: {report['environment']}")
@@ -127,7 +128,7 @@ def to_html(report: dict, png: str | None, chart_note: str | None) -> str:
              f"<h1>Run report: {esc(report['run'])}</h1>",
              "<div class='summary'>",
              f"<div>outcome<br>{badge(outcome['status'])}</div>",
-             f"<div>playbook<br><code>{esc(report['playbook'])}</code></div>",
+             f"<div>playbook<br><code>{esc(report['playbook'])}</code>{' (check mode)' if report.get('check_mode') else ''}</div>",
              f"<div>environment<br>{esc(str(report.get('environment') or '-'))}</div>",
              f"<div>started<br>{esc(report['started'])}</div><div>duration<br>{report['seconds']} s</div></div>"]
     if stopped_text(outcome):

@@ -25,7 +25,9 @@ def tree_state(root: Path) -> dict[str, str]:
     """Every file, link and directory under root: content hash, link target, mode."""
     state = {}
     for path in sorted(root.rglob("*")) if root.exists() else []:
-        if "__pycache__" in path.parts:
+        # The run reports are the controller's record of each run (a check run's too), kept beside the journal.
+        parts = path.relative_to(root).parts
+        if "__pycache__" in parts or parts[:2] == ("journal", "reports"):
             continue
         name = str(path.relative_to(root))
         if path.is_symlink():
