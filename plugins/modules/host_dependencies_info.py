@@ -24,15 +24,7 @@ description:
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Changes nothing in any mode.
-  diff_mode:
-    support: N/A
-    details: Changes nothing, so there is no diff.
-  platform:
-    platforms: posix
+  - payments.deploy.info_module
 options:
   python_modules:
     description:

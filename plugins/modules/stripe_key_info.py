@@ -20,15 +20,7 @@ author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - payments.deploy.stripe
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Only reads, in any mode.
-  diff_mode:
-    support: N/A
-    details: Changes nothing, so there is no diff.
-  platform:
-    platforms: posix
+  - payments.deploy.info_module
 options:
   expect_mode:
     description:
