@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from helpers import live, lock_file, map_colour, versions_or_nothing
+from helpers import live, lock_file, map_colour, sign_off_releases, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -73,6 +73,7 @@ def tampered_release(lab):
     artifacts = Path(lab["state_dir"]) / "artifacts"
     subprocess.run([sys.executable, str(REPO / "lab" / "build_release.py"), "--version", "1.2.0",
                     "--output-dir", str(artifacts)], check=True, capture_output=True)
+    sign_off_releases(lab)  # production's sign-offs are for the published artifact: the install must find the change
     tarball = artifacts / "payment-service-1.2.0.tar.gz"
     published = (artifacts / "payment-service-1.2.0.tar.gz.sha256").read_text().split()[0]
     data = bytearray(tarball.read_bytes())
