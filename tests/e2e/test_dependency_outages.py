@@ -76,10 +76,13 @@ def test_stripe_then_redis_outage_drops_no_request_that_needs_neither(lab, custo
     assert len(versions) > 1000 and len(customers) > 80, "too few requests to prove anything"
     assert [s for s in versions if not s.ok] == [], "requests to /version failed during the outages"
     assert [s for s in customers if not s.ok] == [], "customer reads failed during the outages"
-    for (status, retry_after, body), metrics in stripe_down:
+    for (status, retry_after, body), _metrics in stripe_down:
         assert status == 503 and retry_after, (status, body)
         assert body["error"]["type"] == "api_error" and body["error"]["code"] == "stripe_unavailable"
-        assert 'dependency_up{dependency="stripe"} 0' in metrics
+    # The frontend balances /metrics over every instance, and each instance's gauge is its own last Stripe check: a
+    # sample may come from an instance that has not checked since the outage began. Instances that did report it down.
+    down = ['dependency_up{dependency="stripe"} 0' in metrics for _answer, metrics in stripe_down]
+    assert any(down), "no instance reported Stripe down in its metrics"
     assert 'cache_requests_total{result="error"}' in redis_down[-1][1]
     assert 'dependency_up{dependency="redis"} 0' in redis_down[-1][1]
     assert {ready for ready, _metrics in redis_down} == {503}, "readiness must report Redis down"
