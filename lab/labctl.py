@@ -797,6 +797,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"built payment-service {version} (the service's source changed since the last build)")
     sign_artifacts(state)
     signoffs.write_signoffs(state)
+    # the advisory database the deploy's dependency scan reads (docs/security-scan.md): a copy in the state directory,
+    # so that a collection installed elsewhere scans against the same data
+    shutil.copytree(REPO / "lab" / "advisories", state / "advisories", dirs_exist_ok=True)
     running = supervisor_running(state)
     # Load balancers whose configuration changed (a new one is started by `supervisorctl update` instead).
     reload_lbs = [lb for lb in topo["lbs"] if running and haproxy_paths(state, topo, lb)[0].exists()

@@ -23,6 +23,17 @@ creation time. Being part of the header, it is in the associated data of every c
 as another backup's: the reader is told which backup it expects and refuses an object made for any other. The manifest
 that names those values carries an HMAC-SHA256 (``manifest_mac``) under a key derived from the encryption key.
 Version 1 objects (no context) are still parsed, but a reader that expects a context refuses them.
+
+Exact values (enough to implement a reader without this code; recovery/payments_backup_recover.py is one):
+
+- The encryption key is 32 raw bytes (the 64 hex characters of ``ENCRYPTION_KEY`` decoded); HKDF takes those bytes.
+- Chunk key: HKDF-SHA256, salt = the header's salt, info = ``b"payments.deploy backup v1 AES-256-GCM"``, length 32.
+- Last-chunk flag: 1 for the last record, 0 otherwise; every other record is exactly ``chunk_size + 16`` bytes.
+- ``context = sha256(b"payments.deploy backup context v1\0" + json.dumps([backup_id, database, created_at]))`` with
+  Python's default separators (``", "``) and the manifest's ``created_at`` string as it is.
+- Manifest MAC key: HKDF-SHA256 of the encryption key, no salt, info ``b"payments.deploy backup manifest v1 HMAC-SHA256"``,
+  length 32. ``mac = "hmac-sha256:" + lowercase hex HMAC-SHA256`` over the canonical JSON of every field but ``mac``:
+  sorted keys, separators ``(",", ":")``, ASCII only.
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ def verify(lab: HAProxyLab, collections_dir: Path, tmp_path: Path, extra_request
     )
     extra = {
         "ansible_python_interpreter": sys.executable,
-        "traffic_environment": "production",
-        "traffic_colour": "blue",
-        "traffic_expected_version": "1.1.0",
-        "traffic_expected_hosts": ["app1", "app2"],
+        "traffic_switch_environment": "production",
+        "traffic_switch_colour": "blue",
+        "traffic_switch_expected_version": "1.1.0",
+        "traffic_switch_expected_hosts": ["app1", "app2"],
         "traffic_lb_admin_socket": lab.socket,
         "traffic_lb_map_file": lab.map_file,
         "traffic_frontend_urls": {"production": f"http://127.0.0.1:{lab.port}"},

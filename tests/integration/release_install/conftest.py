@@ -137,6 +137,10 @@ PLAY = """- name: Install a release
         name: payments.deploy.release
         tasks_from: configure
       when: configure | default(false)
+
+    # configure notified the restart handlers: no supervisor here, so the play ends before they run
+    - name: End before the service manager is asked anything
+      ansible.builtin.meta: end_play
 """
 
 

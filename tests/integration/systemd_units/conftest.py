@@ -34,6 +34,10 @@ PLAY = """- name: Configure a colour
     - name: Show how the service manager would take the change
       ansible.builtin.debug:
         msg: "reload={{ release_reload }}"
+
+    # configure notified the restart handlers: this play only renders the files, so it ends before they run
+    - name: End before the service manager is asked anything
+      ansible.builtin.meta: end_play
 """
 
 

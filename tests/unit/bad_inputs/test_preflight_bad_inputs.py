@@ -32,7 +32,7 @@ PLAYBOOK = f"""
   tasks:
     - name: Collect the problems
       ansible.builtin.set_fact:
-        case_problems: "{{{{ (preflight_problems_json | from_json) + (preflight_gate_problems_json | from_json) }}}}"
+        case_problems: "{{{{ preflight_problems_json | from_json }}}}"
     - name: Write them
       ansible.builtin.copy:
         content: "{{{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'case_problems'))) | to_json }}}}"

@@ -315,7 +315,7 @@ def test_evidence_task_must_be_seen_by_a_report(broken: dict) -> None:
     entry = first_with(broken, "verified")
     entry["evidence"] = [
         {"task": "Stop before anything changes when an input is wrong", "file": "roles/preflight/tasks/validate.yml", "fields": ["msg"]},
-        {"task": "Switch the environment to colour {{ traffic_colour }}", "file": "roles/traffic_switch/tasks/main.yml", "fields": ["colour"]},
+        {"task": "Switch the environment to colour {{ traffic_switch_colour }}", "file": "roles/traffic_switch/tasks/main.yml", "fields": ["colour"]},
         {"task": "Keep the published checksum", "file": "roles/preflight/tasks/validate.yml", "fields": []},
     ]
     problems = validator.check_evidence(broken, ROOT)
