@@ -152,3 +152,28 @@ def test_tags_are_listed_and_a_tagged_run_plans_first(lab, playbook, deployed):
     assert "The deploy lock of production was released" in refused.text
     assert snapshot(lab)["runtime maps"] == before["runtime maps"]
     assert not (Path(lab["state_dir"]) / "hosts" / "lb1" / "var" / "lib" / "payments" / "journal" / "production" / "deploy.lock").exists()
+
+
+# Every other playbook the lab can run: (playbook, extra arguments, what its check run must say). loadbalancer.yml is
+# left out: labctl renders the lab's HAProxy itself, so the lab inventory has no loadbalancer_* inputs (the
+# loadbalancer scenario and tests/integration/loadbalancer run that role under check mode).
+OTHER_PLAYBOOKS = [
+    ("backup.yml", [], "Check mode: database payments would be dumped"),
+    ("restore.yml", [], "Check mode: payments would be restored from"),
+    ("migrate.yml", ["-e", "release_version={deployed}"], "ok="),
+    ("webhooks.yml", [], "ok="),
+    ("monitoring.yml", [], "ok="),
+    ("host_dependencies.yml", ["-e", "host_dependencies_check_only=true"], "ok="),
+    ("smoke_test.yml", [], "ok="),
+    ("unlock.yml", ["-e", "deploy_environment=production", "-e", "reason=check mode rehearsal"], "ok="),
+    ("promote.yml", ["-e", "release_version={other}"], "Check mode: production would be switched"),
+]
+
+
+@pytest.mark.parametrize("name, arguments, says", OTHER_PLAYBOOKS, ids=[entry[0] for entry in OTHER_PLAYBOOKS])
+def test_every_other_playbook_runs_under_check_diff_and_changes_nothing(lab, playbook, deployed, name, arguments, says):
+    before = snapshot(lab)
+    run = playbook(name, "--check", "--diff", *[a.format(deployed=deployed, other=other_release(deployed)) for a in arguments])
+    assert run.rc == 0, run.text[-3000:]
+    assert says in run.text
+    assert snapshot(lab) == before
