@@ -27,9 +27,15 @@ description:
     outcome and where a failed run stopped, the journal record the run wrote, and a chart of requests per second,
     error rate and p95 latency over the run (from Prometheus when the inventory sets C(payments_prometheus_url), else
     from the run's own frontend samples, payment probes and smoke-test payments).
+  - When the first load balancer's variables name C(run_report_s3_bucket), the three files are also copied to that
+    bucket under C(run_report_s3_prefix) (default C(reports/)), with the backup store's endpoint, region, credentials and
+    server-side encryption (C(backup_s3_*), C(backup_aws_*)) unless C(run_report_s3_endpoint_url),
+    C(run_report_s3_region), C(run_report_aws_access_key_id), C(run_report_aws_secret_access_key) or
+    C(run_report_s3_sse) say otherwise. A copy that fails is a warning; the local report stands.
 requirements:
   - enable it in C(callbacks_enabled)
   - matplotlib on the controller for the chart (without it the report is written and says the chart is missing)
+  - boto3 on the controller for the copy to S3
 options:
   dir:
     description:
@@ -75,9 +81,13 @@ from ansible_collections.payments.deploy.plugins.plugin_utils.report_chart impor
 from ansible_collections.payments.deploy.plugins.plugin_utils.report_checklist import load_map, wanted_fields
 from ansible_collections.payments.deploy.plugins.plugin_utils.report_files import write_report
 from ansible_collections.payments.deploy.plugins.plugin_utils.report_model import RunRecord
+from ansible_collections.payments.deploy.plugins.plugin_utils.report_s3 import copy_to_s3, s3_settings
 
 # Read from the first load balancer's variables (the host that keeps the journal).
-INVENTORY_VARS = ("deploy_journal_dir", "payments_prometheus_url", "deploy_environment")
+INVENTORY_VARS = ("deploy_journal_dir", "payments_prometheus_url", "deploy_environment", "run_report_s3_bucket",
+                  "run_report_s3_prefix", "run_report_s3_endpoint_url", "run_report_s3_region", "run_report_s3_sse",
+                  "run_report_aws_access_key_id", "run_report_aws_secret_access_key", "backup_s3_endpoint_url",
+                  "backup_s3_region", "backup_s3_sse", "backup_aws_access_key_id", "backup_aws_secret_access_key")
 
 
 def task_name(task) -> str:
@@ -193,3 +203,13 @@ class CallbackModule(CallbackBase):
             self._display.warning(f"run_report: the run report was not written: {exc.__class__.__name__}: {exc}")
             return
         self._display.display(f"Run report: {paths[-1]} ({report['outcome']['status']})")
+        settings = s3_settings(self.inventory)
+        if settings:
+            try:
+                copies = copy_to_s3(paths, settings)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                # The local report is written; the copy is a convenience, and its error text holds no credential.
+                self._display.warning(f"run_report: the report was not copied to s3://{settings['bucket']}/{settings['prefix']}: "
+                                      f"{exc.__class__.__name__}: {exc}")
+                return
+            self._display.display(f"Run report copied to {copies[-1]}")
