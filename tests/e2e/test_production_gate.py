@@ -73,3 +73,9 @@ def test_a_signed_off_deploy_records_who_signed(lab, playbook):
     statuses = {line["id"]: line["run_status"] for line in report["checklist"]["lines"]}
     assert statuses["security.env.hash-salt"] == statuses["security.env.database-credentials"] == "verified"
     assert (journal_dir(lab).parent / "reports" / f"{run_id}.html").stat().st_size > 10000
+    # The journal's record of the switch names them too, bound to the same artifact.
+    journalled = json.loads((journal_dir(lab) / "last-deploy.json").read_text())
+    assert journalled["run_id"] == run_id
+    assert journalled["production_gate"]["signoffs"] == recorded["signoffs"]
+    assert journalled["production_gate"]["release_sha256"] == journalled["release_sha256"] == recorded["release_sha256"]
+    assert journalled["production_gate"]["attestations"] == len(expected["attestations"])
