@@ -119,7 +119,7 @@ class AuditWorld:
         for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ENCRYPTION_KEY", "HASH_SALT"):
             pieces.append(self.env[name])
         for name in ("DATABASE_URL", "REDIS_URL"):
-            pieces.append(self.env[name].split("@")[0].rsplit(":", 1)[1])
+            pieces.append(self.env[name].split("@", maxsplit=1)[0].rsplit(":", 1)[1])
         return pieces
 
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Starts, on loopback, what the smoke_test role talks to: the lab's Stripe emulator, a throw-away PostgreSQL 15 cluster
 with the service's schema, redis-server with a password, and one instance of the lab's payment service (gunicorn) with
 a webhook endpoint registered in the emulator. Every process detaches and leaves its pid file in the state directory;
