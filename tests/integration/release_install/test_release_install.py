@@ -103,6 +103,9 @@ def test_release_signed_by_another_key_is_refused_before_unpacking(world, releas
     message = failure(first_run.stdout, "wrong_key")
     assert f"which is not a trusted key (trusted: {releases.key_id}); nothing was unpacked" in message
     assert list(release_dir(world.roots["wrong_key"], WRONG_KEY).parent.iterdir()) == []
+    # the refused artifact is not left under its final name, where it would look like one that passed
+    assert list((release_dir(world.roots["wrong_key"], WRONG_KEY).parent.parent / "artifacts").glob("*.tar.gz")) == []
+    assert "The refused artifact was removed" in first_run.stdout
 
 
 def test_archive_with_a_parent_member_is_refused(world, first_run):
