@@ -29,7 +29,8 @@ REPORT = ROOT / "tests" / "output" / "galaxy-build.json"
 
 # What a user of the collection runs or reads: everything in the tarball must be one of these.
 KEPT_DIRS = ("plugins/", "roles/", "playbooks/", "meta/", "docs/", "inventories/example/", "runbooks/", "controller/",
-             "changelogs/fragments/", "checklist/")  # checklist/: the map the production gate and the run report read
+             "changelogs/fragments/", "checklist/",  # checklist/: the map the production gate and the run report read
+             "recovery/")  # recovery/: the standalone backup recovery script (docs/backup-recovery-by-hand.md)
 KEPT_FILES = {"README.md", "LICENSE", "CHANGELOG.md", "requirements.txt", "requirements.yml", "bindep.txt",
               "execution-environment.yml", "requirements-ee.txt", "changelogs/changelog.yaml", "changelogs/config.yaml"}
 # Inside the kept directories, what only makes sense in the checkout (the runbooks' inventories link to the lab's).
