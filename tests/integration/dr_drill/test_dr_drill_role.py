@@ -1,0 +1,135 @@
+"""The dr_drill role through ansible-playbook on localhost, against a real source cluster and real pg_backup backups:
+a drill that passes records RTO and RPO and compares row counts, a busy port and a corrupt backup are refused, and the
+scratch cluster is gone afterwards whatever happened."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from drill_world import PostgresCluster, backup_info, postgres_processes, run_drill, take_backup
+from loopback_ports import free_port
+
+
+def drill_vars(workdir: Path, database: str, key: str, **extra: t.Any) -> dict[str, t.Any]:
+    return {"dr_drill_database": database, "dr_drill_encryption_key": key, "dr_drill_src_dir": str(workdir / "backups"),
+            "dr_drill_scratch_dir": str(workdir / "scratch"), "dr_drill_scratch_port": free_port(),
+            "dr_drill_owner_roles": ["payments"], "dr_drill_environment": "drilltest", "deploy_journal_dir": str(workdir / "journal"),
+            "dr_drill_journal_host": "localhost", **extra}
+
+
+def journal_records(workdir: Path) -> list[dict[str, t.Any]]:
+    path = workdir / "journal" / "drilltest" / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def assert_scratch_gone(workdir: Path, port: int) -> None:
+    assert not (workdir / "scratch").exists()
+    assert postgres_processes(workdir / "scratch") == []
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on the scratch port {port}"
+
+
+@pytest.mark.timeout(600)
+def test_a_drill_restores_the_newest_backup_verifies_it_and_records_rto_and_rpo(
+        collections_dir: Path, cluster: PostgresCluster, service_db: str, workdir: Path, key: str) -> None:
+    take_backup(collections_dir, cluster, service_db, workdir / "backups", key)
+    cluster.execute("INSERT INTO payments (customer_id, amount, status) VALUES (1, 777, 'succeeded')", dbname=service_db)
+    newest = take_backup(collections_dir, cluster, service_db, workdir / "backups", key)
+    variables = drill_vars(workdir, service_db, key)
+    began = time.time()
+    run = run_drill(collections_dir, workdir, variables)
+    ended = time.time()
+    assert run.rc == 0, run.output[-6000:]
+    result = run.result
+    assert result is not None and result["passed"] is True, result
+    print(json.dumps(result, indent=1))  # the drill's figures, shown with -s
+    logical = result["methods"]["logical"]
+    assert logical["backup"] == newest["backup_id"]
+    # the restored counts are those pg_backup counted in the dump's snapshot, and the new payment is among them
+    assert logical["row_counts_compared"] is True
+    assert logical["row_counts"] == newest["manifest"]["row_counts"]
+    live = cluster.execute("SELECT count(*) FROM payments", dbname=service_db)[0][0]
+    assert logical["row_counts"]["public.payments"] == live
+    assert logical["migration_head"] == newest["migration_head"] == "0002_payments"
+    assert logical["amcheck"]["corrupt"] == 0 and logical["amcheck"]["indexes"] > 0
+    # RTO lies within the playbook's own run; RPO is the age of the backup's snapshot when the drill started
+    assert 0 < result["rto_seconds"] <= ended - began
+    created = newest["manifest"]["created_at"]
+    started = time.mktime(time.strptime(result["started_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert logical["backup_epoch"] == pytest.approx(time.mktime(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone, abs=1)
+    assert result["rpo_seconds"] == pytest.approx(started - logical["backup_epoch"], abs=1.5)
+    assert logical["newest_transaction_epoch"] <= logical["backup_epoch"]
+    records = journal_records(workdir)
+    assert [r["kind"] for r in records] == ["drill"] and records[0]["passed"] is True
+    assert records[0]["rto_seconds"] == result["rto_seconds"] and records[0]["backup_id"] == newest["backup_id"]
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
+    # backup_info reads the drill back
+    info = backup_info(collections_dir, {"journal_dir": str(workdir / "journal"), "environment": "drilltest", "drill_max_age": "1h"})
+    assert info.get("failed") is not True, info
+    assert info["drill"]["backup_id"] == newest["backup_id"] and info["drill"]["rpo_seconds"] == result["rpo_seconds"]
+
+
+@pytest.mark.timeout(300)
+def test_a_scratch_port_in_use_is_refused_before_anything_is_restored(
+        collections_dir: Path, cluster: PostgresCluster, service_db: str, workdir: Path, key: str) -> None:
+    take_backup(collections_dir, cluster, service_db, workdir / "backups", key)
+    variables = drill_vars(workdir, service_db, key)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", variables["dr_drill_scratch_port"]))
+        busy.listen(1)
+        run = run_drill(collections_dir, workdir, variables)
+    assert run.rc != 0
+    assert f"port {variables['dr_drill_scratch_port']} on 127.0.0.1 is already in use" in run.output
+    assert "Nothing was restored" in run.output
+    assert "pg_restore_backup" not in run.output and "initdb" not in run.output
+    assert not (workdir / "scratch").exists() and journal_records(workdir) == []
+
+
+@pytest.mark.timeout(300)
+def test_an_existing_scratch_directory_is_refused_and_kept(
+        collections_dir: Path, cluster: PostgresCluster, service_db: str, workdir: Path, key: str) -> None:
+    take_backup(collections_dir, cluster, service_db, workdir / "backups", key)
+    (workdir / "scratch").mkdir()
+    (workdir / "scratch" / "keep-me").write_text("someone's file")
+    run = run_drill(collections_dir, workdir, drill_vars(workdir, service_db, key))
+    assert run.rc != 0 and "already exists" in run.output
+    assert (workdir / "scratch" / "keep-me").read_text() == "someone's file"
+
+
+@pytest.mark.timeout(600)
+def test_a_corrupt_backup_fails_the_drill_which_is_journalled_and_the_scratch_cluster_is_removed(
+        collections_dir: Path, cluster: PostgresCluster, service_db: str, workdir: Path, key: str) -> None:
+    backup = take_backup(collections_dir, cluster, service_db, workdir / "backups", key)
+    stored = workdir / "backups" / f"{backup['backup_id']}.dump.zst.enc"
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, same size: only reading the chunks finds it
+    stored.write_bytes(bytes(data))
+    # size-only selection lets the drill start the scratch cluster; the restore's chunk authentication must stop it
+    variables = drill_vars(workdir, service_db, key, dr_drill_verify_checksum=False)
+    run = run_drill(collections_dir, workdir, variables)
+    assert run.rc != 0, run.output[-4000:]
+    assert "Disaster-recovery drill failed" in run.output and "failed authentication" in run.output
+    assert "Create the scratch cluster (initdb)" in run.output  # it got as far as a running scratch cluster
+    assert run.result is not None and run.result["passed"] is False and "failed authentication" in run.result["error"]
+    records = journal_records(workdir)
+    assert len(records) == 1 and records[0]["passed"] is False and records[0]["kind"] == "drill"
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
+
+
+@pytest.mark.timeout(600)
+def test_a_drill_slower_than_its_rto_target_fails_and_says_by_how_much(
+        collections_dir: Path, cluster: PostgresCluster, service_db: str, workdir: Path, key: str) -> None:
+    take_backup(collections_dir, cluster, service_db, workdir / "backups", key)
+    variables = drill_vars(workdir, service_db, key, dr_drill_rto_target_seconds=0.001)
+    run = run_drill(collections_dir, workdir, variables)
+    assert run.rc != 0
+    assert run.result is not None and run.result["passed"] is False
+    assert f"above the RTO target of {variables['dr_drill_rto_target_seconds']} s" in run.result["error"]
+    assert run.result["rto_seconds"] > variables["dr_drill_rto_target_seconds"]
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
