@@ -146,7 +146,7 @@ e2e-faults: lab-up
 TEST_JOBS ?= 2
 SUITE_TARGETS := $(foreach suite,$(INTEGRATION_SUITES),suite-$(subst /,.,$(patsubst tests/%/,%,$(suite))))
 SLOW_FIRST := suite-lab sanity suite-integration.postgres_backup suite-integration.haproxy suite-integration.stripe \
-	suite-integration.molecule suite-integration.production_gate suite-integration.pgbackrest \
+	suite-integration.molecule suite-integration.dr_drill suite-integration.production_gate suite-integration.pgbackrest \
 	suite-integration.rollback_mirror lint suite-integration.migrations suite-integration.release_install unit
 CHECKS_WITHOUT_LAB := $(SLOW_FIRST) $(filter-out $(SLOW_FIRST),$(SUITE_TARGETS)) rules
 
