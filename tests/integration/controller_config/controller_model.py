@@ -30,7 +30,7 @@ SPEC_TYPE_ALIASES = {"path": "str", "string": "str", "integer": "int", "boolean"
 # The variables infra.aap_configuration's dispatch role reads (each names a role it runs), and this project's own data.
 DISPATCH_VARIABLES = {"controller_credential_types", "controller_credentials", "controller_execution_environments",
                       "controller_projects", "controller_inventories", "controller_inventory_sources", "controller_templates",
-                      "controller_workflows", "controller_notifications"}
+                      "controller_workflows", "controller_notifications", "controller_schedules"}
 OWN_VARIABLE_PREFIX = "payments_controller_"
 # Credential types the controller ships with, which the configuration may use without defining them.
 BUILT_IN_CREDENTIAL_TYPES = {"Machine", "Amazon Web Services", "Source Control", "Vault", "Container Registry"}
@@ -813,4 +813,28 @@ def reference_problems(config: dict[str, Any]) -> list[str]:
     for credential in config["controller_credentials"]:
         if credential.get("credential_type") not in set(types) | BUILT_IN_CREDENTIAL_TYPES:
             problems.append(f"credential {credential['name']!r}: type {credential.get('credential_type')!r} is not defined")
+    return problems
+
+
+def schedule_problems(config: dict[str, Any]) -> list[str]:
+    """Every schedule runs a defined job template with a valid rule, a defined inventory and credentials, and gives it
+    only variables its survey asks for."""
+    problems = []
+    templates, credentials = by_name(config["controller_templates"]), by_name(config["controller_credentials"])
+    inventories = by_name(config["controller_inventories"])
+    for schedule in config.get("controller_schedules", []):
+        where = f"schedule {schedule.get('name')!r}"
+        template = templates.get(schedule.get("unified_job_template"))
+        if template is None:
+            problems.append(f"{where}: job template {schedule.get('unified_job_template')!r} is not defined")
+            continue
+        rule = str(schedule.get("rrule", ""))
+        if not re.fullmatch(r"DTSTART:\d{8}T\d{6}Z RRULE:FREQ=(DAILY|WEEKLY|MONTHLY);INTERVAL=\d+(;[A-Z]+=[A-Z0-9,]+)*", rule):
+            problems.append(f"{where}: rrule {rule!r} is not a controller rule (DTSTART in UTC, FREQ and INTERVAL)")
+        if schedule.get("inventory") not in inventories:
+            problems.append(f"{where}: inventory {schedule.get('inventory')!r} is not defined")
+        problems += [f"{where}: credential {name!r} is not defined" for name in schedule.get("credentials", []) if name not in credentials]
+        asked = {question["variable"] for question in (template.get("survey_spec") or {}).get("spec", [])}
+        problems += [f"{where}: {variable} is not asked by the survey of {template['name']!r}"
+                     for variable in schedule.get("extra_data") or {} if variable not in asked]
     return problems

@@ -303,3 +303,20 @@ def test_the_configuration_files_are_read_as_ansible_reads_them() -> None:
     unsafe = model.read_yaml(model.CONFIG_DIR / "credential_types.yml")["controller_credential_types"][0]["injectors"]
     assert unsafe["extra_vars"]["vault_hash_salt"] == "{{ vault_hash_salt }}"
     assert all(path.suffix == ".yml" for path in model.CONFIG_DIR.iterdir() if path.is_file())
+
+
+def test_every_schedule_runs_a_template_with_what_its_survey_asks(config: dict[str, Any]) -> None:
+    assert model.schedule_problems(config) == []
+    kinds = {schedule["unified_job_template"]: schedule["rrule"] for schedule in config["controller_schedules"]}
+    assert {"Payments daily maintenance", "Payments weekly maintenance", "Payments disaster-recovery drill"} <= set(kinds)
+
+
+def test_a_schedule_of_an_unknown_template_or_an_unasked_variable_is_refused(config: dict[str, Any]) -> None:
+    broken = copy.deepcopy(config)
+    broken["controller_schedules"][0]["unified_job_template"] = "Payments nightly"
+    broken["controller_schedules"][1]["extra_data"] = {"release_version": "1.1.0"}
+    broken["controller_schedules"][2]["rrule"] = "every month"
+    problems = model.schedule_problems(broken)
+    assert any("'Payments nightly' is not defined" in problem for problem in problems)
+    assert any("release_version is not asked" in problem for problem in problems)
+    assert any("rrule 'every month'" in problem for problem in problems)

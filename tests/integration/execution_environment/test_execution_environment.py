@@ -35,6 +35,7 @@ IMPORT_DISTRIBUTIONS: dict[str, str | None] = {
     "psycopg": "psycopg",
     "redis": "redis",
     "stripe": "stripe",
+    "packaging": None,  # a dependency of ansible-core itself: every execution environment has it
     "yaml": None,
     "zstandard": "zstandard",
 }
