@@ -235,8 +235,8 @@ def test_what_ansible_core_provides_is_one_of_its_requirements() -> None:
     from importlib.metadata import requires
 
     core = {canonicalize_name(Requirement(line).name) for line in requires("ansible-core") or []}
-    assert {"pyyaml"} <= core
-    assert [name for name, distribution in IMPORT_DISTRIBUTIONS.items() if distribution is None] == ["yaml"]
+    assert {"pyyaml", "packaging"} <= core
+    assert [name for name, distribution in IMPORT_DISTRIBUTIONS.items() if distribution is None] == ["packaging", "yaml"]
 
 
 def test_the_import_check_reports_a_library_missing_from_the_requirements(tmp_path: Path) -> None:

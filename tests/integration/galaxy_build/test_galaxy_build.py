@@ -182,8 +182,9 @@ def test_size_and_entries_are_reported(build: Build) -> None:
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\n{build.tarball.name}: {figures['kb']} KB, {build.entries} entries ({len(build.files)} files)")
-    # The lab and the tests made it about 1 MB and 800 entries; what users run is under half of that.
-    assert size < 700 * 1024 and build.entries < 600, figures
+    # A budget, not a target: the lab and the tests would add more than the tarball itself (they are over 1 MB and 800
+    # entries); what users run grew with the maintenance, drill and audit roles to about 720 KB and 550 entries.
+    assert size < 800 * 1024 and build.entries < 650, figures
 
 
 def test_the_installed_copy_is_the_one_found(installed: Installed) -> None:
