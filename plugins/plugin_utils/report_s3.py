@@ -50,6 +50,6 @@ def copy_to_s3(paths: list[str], settings: dict[str, t.Any]) -> list[str]:
         if settings["sse"] != "none":
             extra["ServerSideEncryption"] = settings["sse"]
         with open(path, "rb") as handle:
-            client.put_object(Bucket=settings["bucket"], Key=settings["prefix"] + name, Body=handle.read(), **extra)
+            client.put_object(Bucket=settings["bucket"], Key=settings["prefix"] + name, Body=handle, **extra)
         written.append(f"s3://{settings['bucket']}/{settings['prefix']}{name}")
     return written

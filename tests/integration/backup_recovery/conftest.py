@@ -17,29 +17,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "postgres_backup"))
 
 from pg_backup_helpers import create_payments_db, run_module  # noqa: E402  pylint: disable=wrong-import-position
-from pg_backup_servers import PG_BIN, PostgresCluster, collections_dir_for_checkout  # noqa: E402  pylint: disable=wrong-import-position
+from pg_backup_servers import PostgresCluster  # noqa: E402  pylint: disable=wrong-import-position
+from pg_cluster_fixtures import cluster, collections_dir  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
 
 from recovery_runner import Backup  # noqa: E402  pylint: disable=wrong-import-position
-
-
-@pytest.fixture(scope="session")
-def collections_dir() -> t.Iterator[Path]:
-    path = collections_dir_for_checkout()
-    yield path
-    if path.name.startswith("payments-deploy-collections-"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def cluster() -> t.Iterator[PostgresCluster]:
-    if not (PG_BIN / "postgres").exists():
-        pytest.skip("PostgreSQL 15 is not installed in /usr/lib/postgresql/15")
-    pg = PostgresCluster()
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.stop()
 
 
 @pytest.fixture(scope="session")

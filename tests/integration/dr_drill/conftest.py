@@ -13,27 +13,7 @@ from pathlib import Path
 import pytest
 
 from drill_world import PostgresCluster, create_service_db
-from pg_backup_servers import PG_BIN, collections_dir_for_checkout
-
-
-@pytest.fixture(scope="session")
-def collections_dir() -> t.Iterator[Path]:
-    path = collections_dir_for_checkout()
-    yield path
-    if path.name.startswith("payments-deploy-collections-"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def cluster() -> t.Iterator[PostgresCluster]:
-    if not (PG_BIN / "postgres").exists():
-        pytest.skip("PostgreSQL 15 is not installed in /usr/lib/postgresql/15")
-    pg = PostgresCluster()
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.stop()
+from pg_cluster_fixtures import cluster, collections_dir  # noqa: F401  pylint: disable=unused-import
 
 
 @pytest.fixture

@@ -15,28 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pg_backup_servers import PG_BIN, MotoS3, PostgresCluster, collections_dir_for_checkout
+from pg_backup_servers import MotoS3, PostgresCluster
+from pg_cluster_fixtures import cluster, collections_dir  # noqa: F401  pylint: disable=unused-import
 from pg_backup_helpers import PAYMENTS_TEMPLATE, create_payments_template, create_small_db
-
-
-@pytest.fixture(scope="session")
-def collections_dir() -> t.Iterator[Path]:
-    path = collections_dir_for_checkout()
-    yield path
-    if path.name.startswith("payments-deploy-collections-"):
-        shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def cluster() -> t.Iterator[PostgresCluster]:
-    if not (PG_BIN / "postgres").exists():
-        pytest.skip("PostgreSQL 15 is not installed in /usr/lib/postgresql/15")
-    pg = PostgresCluster()
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.stop()
 
 
 @pytest.fixture(scope="session")
