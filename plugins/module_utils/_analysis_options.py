@@ -19,7 +19,7 @@ OPS: dict[str, t.Callable[[float, float], bool]] = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
 }
-UNITS = ("ratio", "seconds", "bytes", "count", "factor")
+UNITS = ("ratio", "seconds", "bytes", "count", "factor", "cores")
 # Filled by the module for each measurement; every other ${name} comes from the labels option.
 BUILTIN_PLACEHOLDERS = ("interval", "elapsed")
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")

@@ -71,10 +71,10 @@ options:
         required: true
       unit:
         description:
-          - What the value is. Thresholds of a V(ratio) must lie between V(0) and V(1); of any other unit, be at least
-            V(0). Without a unit thresholds are only checked to be finite.
+          - What the value is (V(cores) for CPU seconds per second). Thresholds of a V(ratio) must lie between V(0) and
+            V(1); of any other unit, be at least V(0). Without a unit thresholds are only checked to be finite.
         type: str
-        choices: [ratio, seconds, bytes, count, factor]
+        choices: [ratio, seconds, bytes, count, factor, cores]
       success_condition:
         description: The measurement passes when C(value OP threshold) holds.
         type: dict

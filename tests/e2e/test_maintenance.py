@@ -1,7 +1,8 @@
 """The daily and weekly maintenance playbooks on the lab: the daily checks pass on the healthy lab after a deploy and
 write their report; a backup older than the allowed age and a critical alert made to fire are each named in one
-failure; bad inputs are refused before any host is looked at; the weekly report carries the performance trend, the
-update counts apt reports and the live release."""
+failure; a local store whose only backup's manifest was edited has no verified backup, and both are named; bad inputs
+are refused before any host is looked at; the weekly report carries the performance trend, the update counts apt
+reports and the live release."""
 from __future__ import annotations
 
 import datetime
@@ -11,7 +12,9 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
+import yaml
 
 from helpers import journal_dir, live, sign_off_releases, versions_or_nothing
 from loopback_ports import free_port
@@ -45,6 +48,24 @@ def post_alert(lab: dict, minutes: float) -> None:
         assert answer.status == 200
 
 
+def copy_newest_backup(lab: dict, directory: Path) -> str:
+    """Copy production's newest backup (manifest and object) from the lab's bucket into a directory; its id."""
+    settings = yaml.safe_load((Path(lab["inventory"]).parent / "group_vars" / "all" / "payments.yml").read_text())
+    client = boto3.client("s3", endpoint_url=lab["s3_endpoint"], region_name=settings["backup_s3_region"],
+                          aws_access_key_id=settings["backup_aws_access_key_id"],
+                          aws_secret_access_key=settings["backup_aws_secret_access_key"])
+    bucket, prefix = settings["backup_s3_bucket"], "production/postgres/"
+    keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])]
+    manifests = sorted(key for key in keys if key.endswith(".manifest.json"))
+    assert manifests, f"no backup in s3://{bucket}/{prefix}"
+    backup_id = manifests[-1][len(prefix):-len(".manifest.json")]  # backup ids carry their UTC time: the last is the newest
+    for key in keys:
+        if key[len(prefix):].startswith(backup_id + "."):
+            client.download_file(bucket, key, str(directory / key[len(prefix):]))
+    return backup_id
+
+
 @pytest.fixture(scope="module")
 def production_live(lab, playbook) -> str:
     """Production runs a release (deployed here when nothing is live), so that a backup and metrics exist."""
@@ -74,6 +95,7 @@ def test_daily_passes_on_the_healthy_lab_and_writes_its_report(lab, playbook, pr
     backup = report["sections"]["backup"]
     assert backup["newest"]["authentic"] and backup["newest"]["object_present"]
     assert 0 <= backup["newest"]["age_hours"] < 26 and backup["store"].startswith("s3://")
+    assert backup["count"] >= 1 and backup["unverified"] == []
     payments = report["sections"]["payments"]
     # Whatever the lab's traffic, a rate is either judged against its target or no data (never a silent pass).
     for rate in ("success_rate", "refund_rate"):
@@ -102,6 +124,32 @@ def test_daily_fails_naming_every_breach(lab, playbook, production_live):
     report = newest_report(lab, "daily")
     assert report["passed"] is False and len(report["breaches"]) == 2
     assert ALERT in report["sections"]["alerts"]["critical"]
+
+
+def test_daily_names_a_backup_that_fails_verification(lab, playbook, production_live, tmp_path):
+    store = tmp_path / "backups"
+    store.mkdir()
+    backup_id = copy_newest_backup(lab, store)
+    database = backup_id.rsplit("-", 2)[0]
+    intact = playbook("maintenance_daily.yml", "-e", f"maintenance_backup_dest_dir={store}", *LAB_REFUNDS)
+    assert intact.rc == 0, intact.text[-2000:]
+    backup = newest_report(lab, "daily")["sections"]["backup"]
+    assert backup["store"] == str(store) and backup["count"] == 1 and backup["unverified"] == []
+    assert backup["newest"]["backup_id"] == backup_id and backup["newest"]["location"].startswith(str(store))
+
+    # an edited manifest no longer authenticates with the key: the store holds no verified backup
+    manifest = store / f"{backup_id}.manifest.json"
+    data = json.loads(manifest.read_text())
+    data["row_counts"] = {name: count + 1 for name, count in (data.get("row_counts") or {"public.payments": 0}).items()}
+    manifest.write_text(json.dumps(data))
+    run = playbook("maintenance_daily.yml", "-e", f"maintenance_backup_dest_dir={store}", *LAB_REFUNDS)
+    assert run.rc != 0
+    assert "The daily maintenance of production found 2 breach(es)" in run.text, run.text[-2000:]
+    assert f"backup {backup_id} is not usable: its manifest does not authenticate with the key" in run.text
+    assert f"no verified backup of {database} in {store}" in run.text
+    report = newest_report(lab, "daily")
+    assert report["passed"] is False and report["sections"]["backup"]["newest"] is None
+    assert [entry["backup_id"] for entry in report["sections"]["backup"]["unverified"]] == [backup_id]
 
 
 @pytest.mark.parametrize(("options", "expected"), [
