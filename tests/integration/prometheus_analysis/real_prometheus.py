@@ -145,11 +145,11 @@ class RealPrometheus:
                 self.process.wait(timeout=5)
 
 
-def run_module(collections_dir: Path, work: Path, args: dict[str, t.Any]) -> dict[str, t.Any]:
+def run_module(collections_dir: Path, work: Path, args: dict[str, t.Any], module: str = MODULE) -> dict[str, t.Any]:
     """The module's JSON result, run as Ansible runs it: a Python process given its arguments in a file."""
     args_file = work / "args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    done = subprocess.run([sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, timeout=120,
+    done = subprocess.run([sys.executable, "-m", module, str(args_file)], capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(collections_dir)}, check=False)
     try:
         return json.loads(done.stdout)
