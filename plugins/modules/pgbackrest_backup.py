@@ -25,6 +25,7 @@ description:
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - payments.deploy.pgbackrest
 attributes:
   check_mode:
     support: full
@@ -37,44 +38,6 @@ attributes:
 requirements:
   - pgBackRest 2.45 or later and the PostgreSQL client C(psql) on the database host
 options:
-  stanza:
-    description: Name of the stanza.
-    type: str
-    required: true
-  config:
-    description: The pgBackRest configuration file.
-    type: path
-    default: /etc/pgbackrest/pgbackrest.conf
-  config_include_path:
-    description: A directory of further configuration files (the one holding the secrets); pgBackRest's default when omitted.
-    type: path
-  cipher_pass:
-    description: Passphrase of the repository's encryption; taken from the configuration when omitted. Never logged or returned.
-    type: str
-  os_user:
-    description: The cluster's OS user; every command runs as it.
-    type: str
-    default: postgres
-  pg_port:
-    description: Port of the cluster.
-    type: int
-    default: 5432
-  pg_socket_path:
-    description: Directory of the cluster's Unix socket.
-    type: path
-    default: /var/run/postgresql
-  pg_bin_dir:
-    description: Directory of C(psql).
-    type: path
-    default: /usr/lib/postgresql/15/bin
-  pgbackrest_bin:
-    description: The C(pgbackrest) executable.
-    type: path
-    default: /usr/bin/pgbackrest
-  command_timeout:
-    description: Seconds any one command may take.
-    type: int
-    default: 3600
   full_max_age:
     description: Age (seconds, or with a unit C(s), C(m), C(h), C(d), C(w)) after which a new full backup is taken.
     type: str

@@ -181,3 +181,16 @@ def test_production_without_a_pinned_stripe_account_is_refused(lab, playbook, be
     assert run.rc != 0
     assert "production needs its Stripe account pinned: set payments_stripe_account_id (acct_...) for app1, app2" in run.text
     assert_untouched(lab, before)
+
+
+@pytest.mark.parametrize("strategy, says", [
+    ("physical", "restore_strategy must be auto, logical or pgbackrest, not physical. Nothing was changed."),
+    # the lab's deploys take logical backups: the journal names no pgBackRest restore point to go back to
+    ("pgbackrest", "No pgBackRest restore point to restore for production"),
+])
+def test_a_restore_strategy_that_cannot_be_followed_changes_nothing(lab, playbook, before, strategy, says):
+    run = playbook("restore.yml", "-e", f"restore_strategy={strategy}")
+    assert run.rc != 0
+    assert says in run.text
+    assert "PLAY [Restore the database and re-ingest Stripe events]" not in run.text
+    assert_untouched(lab, before)

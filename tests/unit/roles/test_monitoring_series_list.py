@@ -23,7 +23,7 @@ def metric_names(expr: str) -> set[str]:
     bare = re.sub(r"\[[^\]]*\]", "[]", bare)
     bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", bare)
     words = re.findall(r"(?<![\w.$])([a-zA-Z_:][a-zA-Z0-9_:]*)(?=\s*(\{|\[|\s|\)|$|==|>|<|\*|/|-|\+))", bare)
-    return {word for word, _ in words if word not in PROMQL_WORDS}
+    return {pair[0] for pair in words if pair[0] not in PROMQL_WORDS}
 
 
 def read_by_dashboard_and_rules() -> set[str]:

@@ -30,13 +30,18 @@ BECOME_ROLES = {
     "rollback_mirror": ["postmortem.yml"],
     "stripe_webhooks": ["save_host_file.yml", "load_host_file.yml"],
     "monitoring": ["main.yml", "targets.yml", "../handlers/main.yml"],
+    "maintenance": ["timers.yml", "report.yml"],
+    "pgbackrest": ["main.yml", "deploy.yml", "restore.yml"],
+    # its other task files run inside main.yml's restore block, which carries the keyword
+    "dr_drill": ["main.yml", "preflight.yml"],
 }
 # Modules that write, read root-only files or change services on the host they run on.
 HOST_MODULES = {
     "ansible.builtin.copy", "ansible.builtin.template", "ansible.builtin.file", "ansible.builtin.lineinfile",
     "ansible.builtin.get_url", "ansible.builtin.slurp", "ansible.builtin.stat", "ansible.builtin.systemd_service",
     "ansible.builtin.user", "ansible.builtin.group", "payments.deploy.release_unpack", "payments.deploy.release_signature",
-    "payments.deploy.haproxy_switch_info",
+    "payments.deploy.haproxy_switch_info", "ansible.builtin.apt", "payments.deploy.pgbackrest_stanza",
+    "payments.deploy.pgbackrest_backup", "payments.deploy.pgbackrest_restore",
 }
 
 
@@ -64,6 +69,12 @@ def host_tasks_without_become(role: str, files: list[str], roles: Path = ROLES) 
 @pytest.mark.parametrize("role", sorted(BECOME_ROLES))
 def test_every_host_write_of_the_role_uses_its_become_input(role: str) -> None:
     assert host_tasks_without_become(role, BECOME_ROLES[role]) == []
+
+
+def test_the_drill_runs_its_restore_block_with_become() -> None:
+    tasks = yaml.safe_load((ROLES / "dr_drill" / "tasks" / "main.yml").read_text())
+    block = next(task for task in tasks if "block" in task)
+    assert "dr_drill_become" in str(block.get("become")), block.get("name")
 
 
 def test_a_write_without_become_is_found(tmp_path: Path) -> None:
