@@ -184,7 +184,22 @@ def mark_deploy(module: AnsibleModule, runner: pgbr.Runner, result: dict[str, t.
                                "archive_wait_seconds": waited}
     if not archived:
         raise pgbr.PgBackRestError(f"WAL segment {segment} of restore point {name} is not in the repository after "
-                                   f"{module.params['archive_timeout']} s: check archive_command and pg_stat_archiver")
+                                   f"{module.params['archive_timeout']} s: {archiver_state(runner)}")
+
+
+def archiver_state(runner: pgbr.Runner) -> str:
+    """What PostgreSQL's archiver says about its failures, for the message of a segment that never arrived."""
+    rows = runner.sql("SELECT failed_count, coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, ''), "
+                      "coalesce(last_archived_wal, ''), current_setting('archive_command') FROM pg_stat_archiver",
+                      record="read why the WAL is not archived")
+    failed, failed_wal, failed_at, archived_wal, *rest = rows[0]
+    command = "|".join(rest)  # last: the only column that may hold a |
+    if int(failed or 0) > 0 and failed_wal:
+        return (f"PostgreSQL's archiver has failed {failed} time(s), last on {failed_wal} at {failed_at} (last archived: "
+                f"{archived_wal or 'none'}); its archive_command is {command!r}. Fix archive_command (see the server log) "
+                "before deploying: nothing after the backup phase ran")
+    return (f"PostgreSQL's archiver reports no failure (last archived: {archived_wal or 'none'}); check archive_command "
+            f"({command!r}) and pg_stat_archiver")
 
 
 def input_problems(params: t.Mapping[str, t.Any]) -> list[str]:

@@ -84,3 +84,26 @@ def test_point_in_time_restore_to_the_deploy(world: tuple[Cluster, Repo], collec
     finally:
         restored.stop()
     assert cluster.sql(f"SELECT count(*) FROM payments WHERE note LIKE '%{marker}'") == [["2"]], "the source keeps both rows"
+
+
+@pytest.mark.usefixtures("stanza_run")
+def test_a_failing_archive_command_stops_the_deploy_naming_the_archiver(world: tuple[Cluster, Repo], collections_dir: Path) -> None:
+    cluster, repo = world
+    command = cluster.sql("SHOW archive_command")[0][0]
+    cluster.sql("ALTER SYSTEM SET archive_command = '/bin/false'")
+    cluster.sql("SELECT pg_reload_conf()")
+    try:
+        name = "deploy-" + secrets.token_hex(6)
+        failed = run_module(collections_dir, "pgbackrest_backup", repo.module_args(restore_point=name, archive_timeout=3,
+                                                                                   full_max_age="1d", diff_max_age="1d", incr_max_age="1d"))
+        assert failed["failed"] is True
+        assert f"of restore point {name} is not in the repository after 3 s" in failed["msg"]
+        assert "archiver has failed" in failed["msg"] and "'/bin/false'" in failed["msg"], failed["msg"]
+    finally:
+        escaped = command.replace("'", "''")
+        cluster.sql(f"ALTER SYSTEM SET archive_command = '{escaped}'")
+        cluster.sql("SELECT pg_reload_conf()")
+    # once archive_command works again, the next deploy's restore point reaches the repository
+    again = deploy_backup(repo, collections_dir, restore_point="deploy-" + secrets.token_hex(6), full_max_age="1d", diff_max_age="1d",
+                          incr_max_age="1d")
+    assert again["restore_point"]["archived"] is True
