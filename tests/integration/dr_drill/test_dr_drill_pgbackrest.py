@@ -1,0 +1,93 @@
+"""The pgBackRest half of the dr_drill role through ansible-playbook on localhost, against a real archiving PostgreSQL 15
+cluster and a real encrypted pgBackRest repository: the newest backup plus the archived WAL after it is restored into
+a scratch cluster, verified, measured (RPO from the newest recoverable transaction) and journalled, and the scratch
+cluster is gone afterwards; a stanza without a backup and a wrong cipher pass fail clearly."""
+
+from __future__ import annotations
+
+import json
+import time
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from drill_world import postgres_processes, run_drill
+from pgbackrest_drill_world import EMPTY_STANZA, StanzaWorld, pgbackrest_vars, stanza_world  # noqa: F401  pylint: disable=unused-import
+from test_dr_drill_role import assert_scratch_gone, journal_records
+
+
+def started_epoch(result: dict[str, t.Any]) -> float:
+    return time.mktime(time.strptime(result["started_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+
+
+@pytest.mark.timeout(600)
+def test_the_newest_backup_and_the_wal_after_it_are_restored_verified_measured_and_removed(
+        collections_dir: Path, stanza_world: StanzaWorld, workdir: Path) -> None:  # noqa: F811
+    world = stanza_world
+    newest = world.repo.backups()[-1]
+    at_backup = world.count("payments")
+    # written after the backup and only in the archived WAL: the drill has them only if it replays the WAL
+    world.write_payment(901)
+    last_row = world.write_payment(902)
+    world.archive_now()
+    live = {table: world.count(table) for table in ("public.payments", "public.refunds", "public.customers")}
+    archive_before = world.archived()
+    tablespace_before = world.tablespace_files()
+    variables = pgbackrest_vars(world, workdir)
+    run = run_drill(collections_dir, workdir, variables)
+    assert run.rc == 0, run.output[-6000:]
+    result = run.result
+    assert result is not None and result["passed"] is True, result
+    print(json.dumps(result, indent=1))  # the drill's figures, shown with -s
+    drilled = result["methods"]["pgbackrest"]
+    assert list(result["methods"]) == ["pgbackrest"]
+    assert drilled["backup"] == newest["label"] == result["backup_id"]
+    assert drilled["backup_epoch"] == float(newest["timestamp"]["stop"])
+    # every row committed and archived before the drill is there, the two written after the backup included
+    assert live["public.payments"] == at_backup + 2
+    assert {table: drilled["row_counts"][table] for table in live} == live
+    assert drilled["row_counts_compared"] is False and drilled["migration_head"] == "0002_payments"
+    assert drilled["amcheck"]["corrupt"] == 0 and drilled["amcheck"]["indexes"] > 0 and drilled["amcheck"]["heapallindexed"] is True
+    # RPO: the age of the newest recoverable transaction (the last row written) when the drill started
+    assert drilled["rpo_basis"] == "newest transaction"
+    assert drilled["newest_transaction_epoch"] == pytest.approx(last_row, abs=0.001)
+    assert drilled["newest_transaction_epoch"] > drilled["backup_epoch"]
+    assert result["rpo_seconds"] == drilled["rpo_seconds"] == pytest.approx(started_epoch(result) - last_row, abs=1.5)
+    assert 0 < result["rto_seconds"] <= result["rto_target_seconds"]
+    records = journal_records(workdir)
+    assert [(r["kind"], r["passed"], r["backup_id"]) for r in records] == [("drill", True, newest["label"])]
+    assert records[0]["rpo_seconds"] == result["rpo_seconds"] and records[0]["methods"]["pgbackrest"]["row_counts"] == drilled["row_counts"]
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
+    # the restored cluster (a new timeline once promoted) pushed nothing into the repository it came from
+    assert world.archived() == archive_before
+    # the source's tablespace was restored into the scratch directory, never over the original
+    assert tablespace_before and world.tablespace_files() == tablespace_before
+    assert world.sql("SELECT pg_is_in_recovery()") == [["f"]] and world.count("payments") == live["public.payments"]
+
+
+@pytest.mark.timeout(600)
+def test_a_stanza_without_any_backup_fails_before_anything_is_restored(
+        collections_dir: Path, stanza_world: StanzaWorld, workdir: Path) -> None:  # noqa: F811
+    variables = pgbackrest_vars(stanza_world, workdir, dr_drill_pgbackrest_stanza=EMPTY_STANZA)
+    run = run_drill(collections_dir, workdir, variables)
+    assert run.rc != 0
+    assert f"No pgBackRest backup of stanza {EMPTY_STANZA} to restore" in run.output
+    assert "Restore the newest backup and the archived WAL" not in run.output
+    assert run.result is not None and run.result["passed"] is False and EMPTY_STANZA in run.result["error"]
+    assert [(r["kind"], r["passed"]) for r in journal_records(workdir)] == [("drill", False)]
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
+
+
+@pytest.mark.timeout(600)
+def test_a_wrong_cipher_pass_fails_clearly_and_leaves_no_scratch_cluster(
+        collections_dir: Path, stanza_world: StanzaWorld, workdir: Path) -> None:  # noqa: F811
+    variables = pgbackrest_vars(stanza_world, workdir, dr_drill_pgbackrest_cipher_pass="not-the-" + stanza_world.repo.cipher_pass)
+    run = run_drill(collections_dir, workdir, variables)
+    assert run.rc != 0
+    assert run.result is not None and run.result["passed"] is False
+    assert "wrong cipher pass" in run.result["error"], run.result["error"]
+    assert stanza_world.repo.cipher_pass not in run.output
+    assert [(r["kind"], r["passed"]) for r in journal_records(workdir)] == [("drill", False)]
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
+    assert postgres_processes(workdir) == []
