@@ -5,15 +5,67 @@ it is released and the moment a test's server binds it, any outgoing connection 
 source port; under a load generator that happens, and the server fails with "Address already in use". The ports
 handed out here lie below that range, where the kernel never picks a source port, and away from the lab's fixed ports
 (25025 and up).
+
+Test suites run two at a time, each in its own process: a port one process checked free may be bound by the other's
+server a moment later. So every port handed out is also claimed in a directory shared by the processes (a file named
+after it, holding the claiming pid, made with O_EXCL); a claim whose process is gone is taken over.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import random
 import socket
+import tempfile
+from pathlib import Path
 
 PORT_RANGE = range(20000, 25000)
+CLAIMS = Path(tempfile.gettempdir()) / "payments-test-ports"
 _handed_out: set[int] = set()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(port: int) -> bool:
+    """Claim PORT for this process; False when another running process holds it."""
+    CLAIMS.mkdir(mode=0o1777, exist_ok=True)
+    path = CLAIMS / str(port)
+    for attempt in ("first", "after removing a dead process's claim"):  # pylint: disable=unused-variable
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = int(path.read_text())
+            except (OSError, ValueError):
+                return False  # being written by the process that just made it
+            if holder == os.getpid() or process_alive(holder):
+                return False
+            path.unlink(missing_ok=True)  # the process that claimed it is gone
+            continue
+        with os.fdopen(handle, "w") as claimed:
+            claimed.write(str(os.getpid()))
+        return True
+    return False
+
+
+@atexit.register
+def release_claims() -> None:
+    for port in _handed_out:
+        path = CLAIMS / str(port)
+        try:
+            if int(path.read_text()) == os.getpid():
+                path.unlink()
+        except (OSError, ValueError):
+            pass
 
 
 def free_port() -> int:
@@ -31,6 +83,8 @@ def free_port() -> int:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if not claim(port):
+            continue
         _handed_out.add(port)
         return port
     raise RuntimeError(f"no free port left in {PORT_RANGE.start}-{PORT_RANGE.stop - 1}")

@@ -103,6 +103,8 @@ def test_a_failing_archive_command_stops_the_deploy_naming_the_archiver(world: t
         escaped = command.replace("'", "''")
         cluster.sql(f"ALTER SYSTEM SET archive_command = '{escaped}'")
         cluster.sql("SELECT pg_reload_conf()")
+    # the session's cluster is shared: the failures made on purpose here must not count against the tests after this one
+    cluster.sql("SELECT pg_stat_reset_shared('archiver')")
     # once archive_command works again, the next deploy's restore point reaches the repository
     again = deploy_backup(repo, collections_dir, restore_point="deploy-" + secrets.token_hex(6), full_max_age="1d", diff_max_age="1d",
                           incr_max_age="1d")
