@@ -74,21 +74,28 @@ def logical_dump(cluster: Cluster, target: Path) -> int:
     return size
 
 
+def filled_stanza(cluster: Cluster, size_gb: float, collections: Path) -> tuple[Repo, float]:
+    """Start CLUSTER, fill it with about SIZE_GB of payments, set up archiving, the stanza and its first full backup
+    (process-max=2); returns the repository and the database's size in bytes."""
+    cluster.init({"max_wal_size": "'8GB'", "checkpoint_timeout": "'30min'", "shared_buffers": "'256MB'"})
+    cluster.start()
+    fill_seconds, db_bytes = timed(lambda: fill(cluster, size_gb))
+    log(f"  {size_gb:g} GB: filled {db_bytes / 1e9:.2f} GB in {fill_seconds:.0f} s")
+    repo = Repo(cluster.base, cluster)
+    repo.write()
+    with repo.config.open("a", encoding="utf-8") as handle:
+        handle.write("process-max=2\n")
+    setup_seconds, setup = timed(lambda: run_module(collections, "pgbackrest_stanza", repo.module_args(restart_command=cluster.restart_command())))
+    assert setup.get("failed") is not True, setup.get("msg")
+    log(f"  {size_gb:g} GB: archiving, stanza and first full backup in {setup_seconds:.0f} s")
+    return repo, db_bytes
+
+
 def measure(size_gb: float, deploys: int, work: Path, collections: Path) -> dict[str, t.Any]:
     base = new_base(str(work / f"pgbr-bench-{size_gb:g}g-"))
     cluster = Cluster(base)
     try:
-        cluster.init({"max_wal_size": "'8GB'", "checkpoint_timeout": "'30min'", "shared_buffers": "'256MB'"})
-        cluster.start()
-        fill_seconds, db_bytes = timed(lambda: fill(cluster, size_gb))
-        log(f"  {size_gb:g} GB: filled {db_bytes / 1e9:.2f} GB in {fill_seconds:.0f} s")
-        repo = Repo(base, cluster)
-        repo.write()
-        with repo.config.open("a", encoding="utf-8") as handle:
-            handle.write("process-max=2\n")
-        setup_seconds, setup = timed(lambda: run_module(collections, "pgbackrest_stanza", repo.module_args(restart_command=cluster.restart_command())))
-        assert setup.get("failed") is not True, setup.get("msg")
-        log(f"  {size_gb:g} GB: archiving, stanza and first full backup in {setup_seconds:.0f} s")
+        repo, db_bytes = filled_stanza(cluster, size_gb, collections)
         runs: dict[str, list[float]] = {"pgbackrest": [], "logical": []}
         details = []
         for deploy in range(1, deploys + 1):

@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration" / "pgbackrest"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from pgbackrest_bench import fill, log, small_change, timed  # noqa: E402  pylint: disable=C0413
-from pgbackrest_world import PG_BIN, Cluster, Repo, as_postgres, collections_dir_for_checkout, free_port, new_base, run_module  # noqa: E402  pylint: disable=C0413
+from pgbackrest_bench import filled_stanza, log, small_change, timed  # noqa: E402  pylint: disable=C0413
+from pgbackrest_world import PG_BIN, Cluster, as_postgres, collections_dir_for_checkout, free_port, new_base, run_module  # noqa: E402  pylint: disable=C0413
 
 
 def logical_restore(cluster: Cluster, base: Path) -> dict[str, float]:
@@ -50,17 +50,7 @@ def measure(size_gb: float, logical: bool, work: Path, collections: Path) -> dic
     base = new_base(str(work / f"pgbr-pitr-bench-{size_gb:g}g-"))
     cluster = Cluster(base)
     try:
-        cluster.init({"max_wal_size": "'8GB'", "checkpoint_timeout": "'30min'", "shared_buffers": "'256MB'"})
-        cluster.start()
-        fill_seconds, db_bytes = timed(lambda: fill(cluster, size_gb))
-        log(f"filled {db_bytes / 1e9:.2f} GB in {fill_seconds:.0f} s")
-        repo = Repo(base, cluster)
-        repo.write()
-        with repo.config.open("a", encoding="utf-8") as handle:
-            handle.write("process-max=2\n")
-        setup_seconds, setup = timed(lambda: run_module(collections, "pgbackrest_stanza", repo.module_args(restart_command=cluster.restart_command())))
-        assert setup.get("failed") is not True, setup.get("msg")
-        log(f"archiving, stanza and first full backup in {setup_seconds:.0f} s")
+        repo, db_bytes = filled_stanza(cluster, size_gb, collections)
         small_change(cluster, 1)
         deploy = run_module(collections, "pgbackrest_backup", repo.module_args(restore_point="deploy-pitr-bench"))
         assert deploy.get("failed") is not True, deploy.get("msg")

@@ -234,3 +234,23 @@ def ensure_cipher(params: t.Mapping[str, t.Any], runner: Runner) -> None:
     proc = runner.pgbackrest("help", "backup", "repo1-cipher-pass", check=False, record="read the configuration")
     if "current: <redacted>" not in proc.stdout:
         raise PgBackRestError("no repository cipher pass: set cipher_pass or repo1-cipher-pass in the configuration (an include file, mode 0600)")
+
+
+def run_and_exit(module: t.Any, result: dict[str, t.Any], work: t.Callable[[], None], timing: tuple[str, ...] = ("timings", "total")) -> None:
+    """Run WORK, then exit with RESULT, or fail with a PgBackRestError's message and RESULT as far as it got; either way
+    the seconds taken go to RESULT at the key path TIMING."""
+    started = time.monotonic()
+
+    def record() -> None:
+        target = result
+        for key in timing[:-1]:
+            target = target.setdefault(key, {})
+        target[timing[-1]] = round(time.monotonic() - started, 3)
+
+    try:
+        work()
+    except PgBackRestError as exc:
+        record()
+        module.fail_json(msg=str(exc), **result)
+    record()
+    module.exit_json(**result)

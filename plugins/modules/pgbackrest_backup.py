@@ -243,16 +243,9 @@ def main() -> None:
                 incr_max_age={"type": "str", "default": "0"}, restore_point={"type": "str"},
                 archive_timeout={"type": "int", "default": 60})
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    started = time.monotonic()
     result: dict[str, t.Any] = {"changed": False, "commands": [], "backup": {}, "restore_point": None, "timings": {},
                                 "stanza": module.params["stanza"]}
-    try:
-        run(module, result)
-    except pgbr.PgBackRestError as exc:
-        result["timings"]["total"] = round(time.monotonic() - started, 3)
-        module.fail_json(msg=str(exc), **result)
-    result["timings"]["total"] = round(time.monotonic() - started, 3)
-    module.exit_json(**result)
+    pgbr.run_and_exit(module, result, lambda: run(module, result))
 
 
 if __name__ == "__main__":

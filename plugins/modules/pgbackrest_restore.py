@@ -542,17 +542,10 @@ def main() -> None:
                 start_command={"type": "list", "elements": "str"}, swap={"type": "bool", "default": True},
                 recovery_timeout={"type": "int", "default": 600}, backup_after={"type": "str", "choices": ["full", "none"], "default": "full"})
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    started = time.monotonic()
     result: dict[str, t.Any] = {"changed": False, "commands": [], "stanza": module.params["stanza"], "restore_point": module.params["restore_point"],
                                 "wal_segment": None, "timeline": None, "kept_path": None, "swapped": False, "put_back": False,
                                 "downtime_seconds": None, "timings": {}}
-    try:
-        Restore(module, result).run()
-    except pgbr.PgBackRestError as exc:
-        result["timings"]["total"] = round(time.monotonic() - started, 3)
-        module.fail_json(msg=str(exc), **result)
-    result["timings"]["total"] = round(time.monotonic() - started, 3)
-    module.exit_json(**result)
+    pgbr.run_and_exit(module, result, lambda: Restore(module, result).run())
 
 
 if __name__ == "__main__":

@@ -117,7 +117,6 @@ seconds:
 """
 
 import shlex
-import time
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
@@ -192,16 +191,9 @@ def main() -> None:
     spec.update(archive={"type": "bool", "default": True}, restart_command={"type": "list", "elements": "str"},
                 initial_backup={"type": "str", "choices": ["full", "none"], "default": "full"})
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    started = time.monotonic()
     result: dict[str, t.Any] = {"changed": False, "commands": [], "archive_command": archive_command(module.params),
                                 "settings_changed": [], "restarted": False, "stanza_created": False, "backup": None, "backups": []}
-    try:
-        run(module, result)
-    except pgbr.PgBackRestError as exc:
-        result["seconds"] = round(time.monotonic() - started, 3)
-        module.fail_json(msg=str(exc), **result)
-    result["seconds"] = round(time.monotonic() - started, 3)
-    module.exit_json(**result)
+    pgbr.run_and_exit(module, result, lambda: run(module, result), timing=("seconds",))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ stay untouched (bad inputs) or receive a restore are made per test.
 
 from __future__ import annotations
 
-import os
 import shutil
 import typing as t
 from pathlib import Path
 
 import pytest
 
-from pgbackrest_world import PG_BIN, PGBACKREST, Cluster, Repo, collections_dir_for_checkout, new_base, run_module
+from pgbackrest_world import Cluster, Repo, collections_dir_for_checkout, make_world, run_module
 
 
 @pytest.fixture(scope="session")
@@ -23,20 +22,6 @@ def collections_dir() -> t.Iterator[Path]:
     yield path
     if path.name.startswith("payments-deploy-collections-"):
         shutil.rmtree(path, ignore_errors=True)
-
-
-def make_world(prefix: str) -> tuple[Path, Cluster, Repo]:
-    if not os.access(PG_BIN / "postgres", os.X_OK) or not os.access(PGBACKREST, os.X_OK):
-        pytest.skip(f"PostgreSQL 15 ({PG_BIN}) or pgBackRest ({PGBACKREST}) is not installed")
-    base = new_base(prefix)
-    cluster = Cluster(base)
-    cluster.init()
-    cluster.start()
-    cluster.sql("CREATE TABLE payments (id bigint PRIMARY KEY, amount bigint NOT NULL, note text)")
-    cluster.sql("INSERT INTO payments SELECT g, g * 100, 'before' FROM generate_series(1, 20000) g")
-    repo = Repo(base, cluster)
-    repo.write()
-    return base, cluster, repo
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ import time
 import typing as t
 from pathlib import Path
 
+import pytest
+
 from loopback_ports import free_port
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -160,3 +162,18 @@ def new_base(prefix: str) -> Path:
     base = Path(tempfile.mkdtemp(prefix=prefix))
     give_to_postgres(base)
     return base
+
+
+def make_world(prefix: str, cluster_type: type[Cluster] = Cluster) -> tuple[Path, Cluster, Repo]:
+    """A running cluster holding 20000 payments and its repository's configuration, in a new temporary directory."""
+    if not os.access(PG_BIN / "postgres", os.X_OK) or not os.access(PGBACKREST, os.X_OK):
+        pytest.skip(f"PostgreSQL 15 ({PG_BIN}) or pgBackRest ({PGBACKREST}) is not installed")
+    base = new_base(prefix)
+    cluster = cluster_type(base)
+    cluster.init()
+    cluster.start()
+    cluster.sql("CREATE TABLE payments (id bigint PRIMARY KEY, amount bigint NOT NULL, note text)")
+    cluster.sql("INSERT INTO payments SELECT g, g * 100, 'before' FROM generate_series(1, 20000) g")
+    repo = Repo(base, cluster)
+    repo.write()
+    return base, cluster, repo

@@ -3,31 +3,13 @@ point-in-time rollback starts from; and a cluster configured outside its data di
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import subprocess
 import typing as t
 from pathlib import Path
 
-import pytest
-
-from pgbackrest_world import OS_USER, PG_BIN, PGBACKREST, Cluster, Repo, as_postgres, new_base, run_module
-
-
-def new_world(prefix: str, cluster_type: type[Cluster] = Cluster) -> tuple[Path, Cluster, Repo]:
-    """A running cluster holding 20000 payments and its repository's configuration, in a new temporary directory."""
-    if not os.access(PG_BIN / "postgres", os.X_OK) or not os.access(PGBACKREST, os.X_OK):
-        pytest.skip(f"PostgreSQL 15 ({PG_BIN}) or pgBackRest ({PGBACKREST}) is not installed")
-    base = new_base(prefix)
-    cluster = cluster_type(base)
-    cluster.init()
-    cluster.start()
-    cluster.sql("CREATE TABLE payments (id bigint PRIMARY KEY, amount bigint NOT NULL, note text)")
-    cluster.sql("INSERT INTO payments SELECT g, g * 100, 'before' FROM generate_series(1, 20000) g")
-    repo = Repo(base, cluster)
-    repo.write()
-    return base, cluster, repo
+from pgbackrest_world import OS_USER, PG_BIN, Cluster, Repo, as_postgres, run_module
 
 
 class Deployed(t.NamedTuple):

@@ -15,12 +15,13 @@ import pytest
 
 from pgbackrest_playbook import play, role_vars, run_playbook, task_results
 from pgbackrest_world import OS_USER, Cluster, Repo, free_port, run_module
-from pitr_world import Deployed, EtcCluster, archive_and_deploy, marked_rows, new_world, restore_args, start_command
+from pgbackrest_world import make_world
+from pitr_world import Deployed, EtcCluster, archive_and_deploy, marked_rows, restore_args, start_command
 
 
 @pytest.fixture
 def deployed(collections_dir: Path) -> t.Iterator[Deployed]:
-    base, cluster, repo = new_world("pgbackrest-pitr-")
+    base, cluster, repo = make_world("pgbackrest-pitr-")
     try:
         yield archive_and_deploy(collections_dir, cluster, repo)
     finally:
@@ -33,7 +34,7 @@ def deployed(collections_dir: Path) -> t.Iterator[Deployed]:
 @pytest.fixture(scope="module")
 def untouched(collections_dir: Path) -> t.Iterator[Deployed]:
     """One deployed cluster for the refusals: none of them may change it."""
-    base, cluster, repo = new_world("pgbackrest-refuse-")
+    base, cluster, repo = make_world("pgbackrest-refuse-")
     try:
         yield archive_and_deploy(collections_dir, cluster, repo)
     finally:
@@ -104,7 +105,7 @@ def test_rollback_restores_the_restore_point_and_keeps_the_replaced_cluster(depl
 
 def test_a_cluster_configured_outside_its_data_directory(collections_dir: Path) -> None:
     """Debian's layout: the restored data directory holds no postgresql.conf; the scratch cluster starts with pg_config_file."""
-    base, cluster, repo = new_world("pgbackrest-etc-", EtcCluster)
+    base, cluster, repo = make_world("pgbackrest-etc-", EtcCluster)
     assert isinstance(cluster, EtcCluster)
     try:
         world = archive_and_deploy(collections_dir, cluster, repo)
@@ -139,7 +140,7 @@ def small_disk() -> t.Iterator[Path]:
 
 
 def test_a_restore_that_does_not_fit_is_refused(small_disk: Path, collections_dir: Path) -> None:
-    base, cluster, repo = new_world(str(small_disk / "pgbackrest-full-"))
+    base, cluster, repo = make_world(str(small_disk / "pgbackrest-full-"))
     try:
         world = archive_and_deploy(collections_dir, cluster, repo)
         # leave 64 MB: less than the backup's size plus the margin for the WAL the recovery replays
