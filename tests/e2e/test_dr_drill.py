@@ -65,7 +65,10 @@ def live_counts(lab: dict) -> dict[str, int]:
 
 
 def port_free(port: int) -> bool:
+    """Nothing listens on the port. SO_REUSEADDR, as PostgreSQL binds: the scratch server closed its clients' connections
+    on shutdown, and those sit in TIME_WAIT on the port for a minute, which a plain bind() counts as in use."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -173,6 +176,7 @@ def test_a_scratch_port_in_use_stops_the_drill_before_anything_is_restored(lab, 
     port = drill["record"]["scratch_port"]
     drills = len(history(lab))
     with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the drill before left TIME_WAIT connections on it
         busy.bind(("127.0.0.1", port))
         busy.listen()
         run = playbook("dr_drill.yml")
