@@ -217,6 +217,8 @@ def check_statuses(data: object, checklist: list[dict]) -> list[str]:
         if status == "gate" and (item or gate is not None):
             if not isinstance(gate, dict) or gate.get("role") not in GATE_ROLES or not str(gate.get("reason") or "").strip():
                 problems.append(f"{where(entry)}: a gate line needs gate: {{role: {'|'.join(GATE_ROLES)}, reason: ...}}")
+            elif "automated_by" in gate:
+                problems.extend(automated_by_problems(entry, gate["automated_by"]))
         elif status != "gate" and gate is not None:
             problems.append(f"{where(entry)}: `gate` belongs to gate lines only")
     by_line = {entry.get("line"): entry for entry in entries}
@@ -228,6 +230,21 @@ def check_statuses(data: object, checklist: list[dict]) -> list[str]:
             expected = derived_status(items)
             if entry.get("status") != expected:
                 problems.append(f"{where(entry)}: a group's status is derived from its items: {expected}, not {entry.get('status')}")
+    return problems
+
+
+def automated_by_problems(entry: dict, automated_by: object) -> list[str]:
+    """A gate the run checks itself where the inventory sets a variable: it names the variable, and the module and
+    check whose outcome the report shows, which must be one of the line's evidence modules."""
+    if not isinstance(automated_by, dict) or set(automated_by) != {"variable", "module", "check"}:
+        return [f"{where(entry)}: gate.automated_by needs variable, module and check (and nothing else)"]
+    problems = []
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", str(automated_by["variable"])):
+        problems.append(f"{where(entry)}: gate.automated_by.variable must be a variable name")
+    modules = {str(item.get("module")) for item in entry.get("evidence") or [] if isinstance(item, dict)}
+    if automated_by["module"] not in modules or "checks" not in {field for item in entry.get("evidence") or []
+                                                                   if isinstance(item, dict) for field in item.get("fields") or []}:
+        problems.append(f"{where(entry)}: gate.automated_by.module must be an evidence module of the line whose fields hold checks")
     return problems
 
 

@@ -76,6 +76,10 @@ def covered_cell(entry: dict) -> str:
     status = entry.get("status")
     if status == "gate" and entry.get("gate"):
         parts.append(f"**gate** ({entry['gate']['role']}): {entry['gate']['reason']}")
+        automated_by = entry["gate"].get("automated_by")
+        if automated_by:
+            parts.append(f"**checked by the run instead** where `{automated_by['variable']}` is set: the "
+                         f"`{automated_by['check']}` check of `{automated_by['module']}` (no attestation then)")
     if status == "waived" and entry.get("justification"):
         parts.append(f"**waived**: {entry['justification']}")
     if status == "planned" and entry.get("planned"):

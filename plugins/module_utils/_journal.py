@@ -47,7 +47,8 @@ def record_time(record: dict[str, Any]) -> float | None:
     return None
 
 
-def judge(record: dict[str, Any], sha256: str, max_age: float, now: float | None = None) -> str | None:
+def judge(record: dict[str, Any], sha256: str, max_age: float, now: float | None = None,
+          require_load_test: bool = False) -> str | None:
     """None when the record is evidence that the artifact passed in its environment, else why it is not."""
     now = time.time() if now is None else now
     version = record.get("release_to", "?")
@@ -56,6 +57,13 @@ def judge(record: dict[str, Any], sha256: str, max_age: float, now: float | None
     smoke = record.get("smoke")
     if not isinstance(smoke, dict) or smoke.get("passed") is not True:
         return f"{version}: recorded without a passing smoke test"
+    if require_load_test:
+        load = record.get("load_test")
+        if not isinstance(load, dict):
+            return f"{version}: recorded without a load test"
+        if load.get("passed") is not True:
+            failed = ", ".join(str(item) for item in load.get("failed_checks") or []) or "no verdict recorded"
+            return f"{version}: its load test did not pass ({failed})"
     written = record_time(record)
     if written is None:
         return f"{version}: the record has no time"
@@ -68,14 +76,15 @@ def judge(record: dict[str, Any], sha256: str, max_age: float, now: float | None
 
 
 def find_evidence(records: list[dict[str, Any]], environment: str, sha256: str, max_age: float,
-                  version: str | None = None, now: float | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+                  version: str | None = None, now: float | None = None,
+                  require_load_test: bool = False) -> tuple[dict[str, Any] | None, list[str]]:
     """The newest record proving the artifact in the environment, and why each record of the same artifact (or of
     the same version) was refused."""
     refused: list[str] = []
     for record in reversed(records):
         if record.get("environment") != environment or record.get("kind") not in EVIDENCE_KINDS:
             continue
-        reason = judge(record, sha256, max_age, now)
+        reason = judge(record, sha256, max_age, now, require_load_test)
         if reason is None:
             return record, refused
         if record.get("release_sha256") == sha256 or (version and record.get("release_to") == version):

@@ -158,6 +158,28 @@ def gate_lines(document: t.Any) -> tuple[dict[str, dict[str, t.Any]], list[str]]
     return lines, [ident for ident, line in lines.items() if line.get("status") == "gate" and line.get("kind", "item") == "item"]
 
 
+def automated_gates(requested: t.Any, lines: t.Mapping[str, t.Mapping[str, t.Any]],
+                    gated: t.Sequence[str]) -> tuple[list[str], list[str]]:
+    """(problems, ids): the gate items the run checks itself, which then need no attestation. Only a gate item whose
+    map entry names the check (gate.automated_by) may be one."""
+    if requested is None:
+        return [], []
+    if not isinstance(requested, (list, tuple)):
+        return ["automated_lines must be a list of checklist line ids"], []
+    problems: list[str] = []
+    accepted: list[str] = []
+    for ident in (str(item) for item in requested):
+        gate = lines.get(ident, {}).get("gate")
+        if ident not in lines:
+            problems.append(f"automated line {ident}: no line of the checklist map has this id (a typo?)")
+        elif ident not in gated or not isinstance(gate, t.Mapping) or not isinstance(gate.get("automated_by"), t.Mapping):
+            problems.append(f"automated line {ident}: the checklist map names no check that the run makes for it "
+                            "(gate.automated_by): it needs an attestation or a waiver")
+        elif ident not in accepted:
+            accepted.append(ident)
+    return problems, accepted
+
+
 def justification_problem(text: str, min_length: int) -> str | None:
     if is_placeholder(text):
         return "has no justification (a placeholder such as n/a, TBD or none is not one)"
@@ -168,8 +190,9 @@ def justification_problem(text: str, min_length: int) -> str | None:
 
 def judge_lines(attestations: t.Any, waivers: t.Any, lines: t.Mapping[str, t.Mapping[str, t.Any]], gated: t.Sequence[str],
                 now: datetime.datetime, max_age_days: float,
-                min_justification: int) -> tuple[list[str], list[str], dict[str, t.Any], dict[str, t.Any]]:
-    """(problems, notes, accepted attestations, accepted waivers): every gate item covered by one of them."""
+                min_justification: int, automated: t.Sequence[str] = ()) -> tuple[list[str], list[str], dict[str, t.Any], dict[str, t.Any]]:
+    """(problems, notes, accepted attestations, accepted waivers): every gate item covered by one of them, but for
+    the AUTOMATED ones (checked by the run itself), for which one is accepted but not needed."""
     problems: list[str] = []
     notes: list[str] = []
     accepted: tuple[dict[str, t.Any], dict[str, t.Any]] = ({}, {})
@@ -216,7 +239,7 @@ def judge_lines(attestations: t.Any, waivers: t.Any, lines: t.Mapping[str, t.Map
             problems.extend(found)
             if not found:
                 accepted[0 if kind == "attestation" else 1][ident] = record
-    for ident in gated:
+    for ident in (ident for ident in gated if ident not in automated):
         attested, waived = ident in given[0], ident in given[1]
         if attested and waived:
             problems.append(f"checklist line {ident} is both attested and waived: keep one")

@@ -61,6 +61,14 @@ options:
         C(gate) need an attestation or a waiver.
       - Omitted, attestations and waivers are not judged (RV(lines_checked) is false).
     type: path
+  automated_lines:
+    description:
+      - Checklist items of status C(gate) that this run checks itself, failing closed, because the inventory enables
+        the check the map names for them (C(gate.automated_by)); they need no attestation. An id whose map entry
+        names no such check is refused.
+    type: list
+    elements: str
+    default: []
   min_justification_length:
     description: The fewest characters a waiver's justification may have.
     type: int
@@ -121,6 +129,11 @@ gate_lines:
   returned: always
   type: list
   elements: str
+automated_lines:
+  description: The gate items accepted as checked by the run itself (O(automated_lines)); they needed no attestation.
+  returned: always
+  type: list
+  elements: str
 lines_checked:
   description: Whether attestations and waivers were judged against a checklist map.
   returned: always
@@ -163,7 +176,7 @@ import typing as t
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.payments.deploy.plugins.module_utils._signoff import (
-    ROLES, SHA256, ChecklistMapError, gate_lines, judge_lines, judge_signoffs)
+    ROLES, SHA256, ChecklistMapError, automated_gates, gate_lines, judge_lines, judge_signoffs)
 
 YAML_IMPORT_ERROR: str | None
 try:
@@ -222,6 +235,7 @@ def main() -> None:
             "required_roles": {"type": "list", "elements": "str", "default": list(ROLES)},
             "distinct_signers": {"type": "bool", "default": True},
             "checklist_map": {"type": "path"},
+            "automated_lines": {"type": "list", "elements": "str", "default": []},
             "min_justification_length": {"type": "int", "default": 20},
         },
         supports_check_mode=True,
@@ -271,7 +285,7 @@ def main() -> None:
     for role, record in accepted.items():
         record["source"] = sources.get(role, "file")
 
-    attestations, waivers, gated, notes = {}, {}, [], []
+    attestations, waivers, gated, notes, automated = {}, {}, [], [], []
     map_sha256 = None
     lines_checked = False
     if params["checklist_map"]:
@@ -283,15 +297,17 @@ def main() -> None:
         except ChecklistMapError as exc:
             problems.append(f"{exc}: the manual gates of the checklist cannot be checked")
         else:
+            found, automated = automated_gates(params["automated_lines"], lines, gated)
+            problems.extend(found)
             found, notes, attestations, waivers = judge_lines(
                 merged(document.get("attestations"), params["attestations"])[0],
                 merged(document.get("waivers"), params["waivers"])[0],
-                lines, gated, now, params["max_age_days"], params["min_justification_length"])
+                lines, gated, now, params["max_age_days"], params["min_justification_length"], automated)
             problems.extend(found)
             lines_checked = True
 
     module.exit_json(changed=False, passed=not problems, problems=problems, notes=notes, signoffs=accepted,
-                     attestations=attestations, waivers=waivers, gate_lines=gated,
+                     attestations=attestations, waivers=waivers, gate_lines=gated, automated_lines=automated,
                      lines_checked=lines_checked,
                      signoff_file=params["signoff_file"], signoff_file_sha256=file_sha256,
                      checklist_map=params["checklist_map"], checklist_map_sha256=map_sha256,

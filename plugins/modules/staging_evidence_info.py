@@ -10,8 +10,8 @@ short_description: Find the journal record that proves an artifact passed a depl
 version_added: 0.2.0
 description:
   - Reads an environment's deploy journal history (C(DIR/ENVIRONMENT/history.jsonl), one JSON record a line) and finds the
-    newest C(deploy) record of the same artifact (the same sha256) whose smoke test passed, no older than
-    O(max_age_days).
+    newest C(deploy) record of the same artifact (the same sha256) whose smoke test passed (and, with
+    O(require_load_test), whose load test passed), no older than O(max_age_days).
   - The deploy playbook uses it to refuse a production deploy of an artifact that never passed staging.
   - Read-only. It does not fail when there is no evidence; it says why each record of the artifact was refused.
 author: "Payments Platform Team (@payments-platform)"
@@ -38,8 +38,16 @@ options:
     description: How old the evidence may be, in days.
     type: float
     default: 7
+  require_load_test:
+    description:
+      - Also require the record's load test (C(load_test) in the record, written by a deploy that ran
+        M(payments.deploy.load_test) on the new colour) to have passed.
+      - A record without one, or with a failed one, is refused with the reason.
+    type: bool
+    default: false
 seealso:
   - module: payments.deploy.smoke_test
+  - module: payments.deploy.load_test
 """
 
 EXAMPLES = r"""
@@ -63,7 +71,8 @@ evidence:
   returned: always
   type: dict
   sample: {"kind": "deploy", "environment": "staging", "release_to": "1.4.2", "release_sha256": "9f86d0...",
-           "recorded_at": "2026-11-27T03:50:00.123456Z", "smoke": {"passed": true}}
+           "recorded_at": "2026-11-27T03:50:00.123456Z", "smoke": {"passed": true},
+           "load_test": {"passed": true, "target_rps": 20, "achieved_rps": 19.9, "p95": 0.042}}
 age_days:
   description: The age of the evidence in days, or null.
   returned: always
@@ -106,6 +115,7 @@ def main() -> None:
             "release_sha256": {"type": "str", "required": True},
             "release_version": {"type": "str"},
             "max_age_days": {"type": "float", "default": 7.0},
+            "require_load_test": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -127,7 +137,8 @@ def main() -> None:
         module.fail_json(msg=str(exc), history_file=path)
     now = time.time()
     evidence, refused = find_evidence(records, params["environment"], sha256, params["max_age_days"] * 86400,
-                                      version=params["release_version"], now=now)
+                                      version=params["release_version"], now=now,
+                                      require_load_test=params["require_load_test"])
     written = record_time(evidence) if evidence else None
     module.exit_json(changed=False, evidence=evidence, refused=refused, records_read=len(records), history_file=path,
                      age_days=None if written is None else round((now - written) / 86400, 3))

@@ -4,7 +4,8 @@
 
 A ``verified`` line is verified in a run only when every evidence entry of the line matched a task result of the run
 and each of those results succeeded; the line then shows the evidence values. A ``gate`` line shows the attestation or
-waiver the run's production gate recorded for it, or the sign-off of its role.
+waiver the run's production gate recorded for it, or the sign-off of its role; a gate line the run checks itself
+(``gate.automated_by``, enabled by the inventory, listed in the gate record's ``automated_lines``) shows its check.
 """
 
 from __future__ import annotations
@@ -99,6 +100,19 @@ def judge_gate(line_id: str, gate: dict, gate_record: dict) -> dict:
     return {"run_status": "not recorded", "recorded": {}}
 
 
+def judge_named_check(entries: list[dict], check: str) -> str:
+    """verified when the named check passed wherever it ran (in the ``checks`` lists the evidence shows) and ran at
+    least once; failed when it failed anywhere; else not run (skipped everywhere, or no such result)."""
+    if any(entry["status"] == "failed" for entry in entries):
+        return "failed"
+    outcomes = [item for entry in entries for value in entry["values"]
+                for item in (value["fields"].get("checks") or []) if isinstance(item, dict) and item.get("name") == check]
+    ran = [item for item in outcomes if "skipped" not in item]
+    if any(item.get("passed") is not True for item in ran):
+        return "failed"
+    return "verified" if ran else "not run"
+
+
 def judge_line(line: dict, results: list[dict], gate_record: dict) -> dict:
     """One map line with its status in this run."""
     judged = {key: line.get(key) for key in ("id", "line", "text", "section", "kind", "status")}
@@ -116,6 +130,13 @@ def judge_line(line: dict, results: list[dict], gate_record: dict) -> dict:
             judged["run_status"] = "not run"
     elif status == "verified":
         judged["run_status"] = "not run"
+    elif status == "gate" and str(line.get("id")) in (gate_record.get("automated_lines") or []):
+        # A gate the run checks itself where the inventory enables the check (gate.automated_by): the production gate
+        # asked no attestation for it, so only the check's own outcome counts.
+        judged["gate"] = line.get("gate") or {}
+        check = str((judged["gate"].get("automated_by") or {}).get("check") or "")
+        judged["run_status"] = judge_named_check(judged["evidence"], check) if check else "not run"
+        judged["recorded"] = {"automated_by": judged["gate"].get("automated_by")}
     elif status == "gate":
         judged["gate"] = line.get("gate") or {}
         judged.update(judge_gate(str(line.get("id")), judged["gate"], gate_record))

@@ -72,6 +72,9 @@ def test_a_signed_off_deploy_records_who_signed(lab, playbook):
     assert report["production_gate"]["signoffs"] == recorded["signoffs"]
     statuses = {line["id"]: line["run_status"] for line in report["checklist"]["lines"]}
     assert statuses["security.env.hash-salt"] == statuses["security.env.database-credentials"] == "verified"
+    # The lab's smoke test reads its mailbox: the receipts line is checked by the run, not attested.
+    assert recorded["automated_lines"] == ["postdeploy.functional.email-notifications"]
+    assert statuses["postdeploy.functional.email-notifications"] == "verified"
     assert (journal_dir(lab).parent / "reports" / f"{run_id}.html").stat().st_size > 10000
     # The journal's record of the switch names them too, bound to the same artifact.
     journalled = json.loads((journal_dir(lab) / "last-deploy.json").read_text())

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from drill_world import postgres_processes, run_drill
-from pgbackrest_drill_world import EMPTY_STANZA, StanzaWorld, pgbackrest_vars, stanza_world  # noqa: F401  pylint: disable=unused-import
+from drill_world import postgres_processes, run_drill, take_backup
+from pgbackrest_drill_world import DATABASE, EMPTY_STANZA, StanzaWorld, pgbackrest_vars, stanza_world  # noqa: F401  pylint: disable=unused-import
 from test_dr_drill_role import assert_scratch_gone, journal_records
 
 
@@ -91,3 +91,33 @@ def test_a_wrong_cipher_pass_fails_clearly_and_leaves_no_scratch_cluster(
     assert [(r["kind"], r["passed"]) for r in journal_records(workdir)] == [("drill", False)]
     assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
     assert postgres_processes(workdir) == []
+
+
+@pytest.mark.timeout(900)
+def test_a_drill_of_both_methods_is_judged_by_its_slowest_and_oldest_recovery(
+        collections_dir: Path, stanza_world: StanzaWorld, workdir: Path, key: str) -> None:  # noqa: F811
+    """The same database drilled from its newest logical backup and from pgBackRest: each method keeps its own
+    figures, and the drill's RTO and RPO are the worst of them, with the method named (every method must meet the
+    target, not only the first one drilled)."""
+    world = stanza_world
+    take_backup(collections_dir, world, DATABASE, workdir / "backups", key)  # type: ignore[arg-type]  # it only logs in
+    world.write_payment(903)  # after the logical backup: only pgBackRest's archived WAL holds it
+    world.archive_now()
+    variables = pgbackrest_vars(world, workdir, dr_drill_logical=True, dr_drill_encryption_key=key,
+                                dr_drill_src_dir=str(workdir / "backups"))
+    run = run_drill(collections_dir, workdir, variables)
+    assert run.rc == 0, run.output[-6000:]
+    result = run.result
+    assert result is not None and result["passed"] is True, result
+    methods = result["methods"]
+    assert sorted(methods) == ["logical", "pgbackrest"]
+    slowest = max(methods, key=lambda name: methods[name]["rto_seconds"])
+    oldest = max(methods, key=lambda name: methods[name]["rpo_seconds"])
+    assert (result["rto_method"], result["rto_seconds"]) == (slowest, methods[slowest]["rto_seconds"])
+    assert (result["rpo_method"], result["rpo_seconds"]) == (oldest, methods[oldest]["rpo_seconds"])
+    # the logical backup predates payment 903, pgBackRest replayed it: the logical RPO is the older one
+    assert oldest == "logical" and methods["pgbackrest"]["row_counts"]["public.payments"] == methods["logical"]["row_counts"]["public.payments"] + 1
+    assert f"RTO {result['rto_seconds']} s ({slowest}," in run.output
+    record = journal_records(workdir)[-1]
+    assert (record["rto_method"], record["rpo_method"]) == (slowest, oldest)
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])

@@ -231,3 +231,41 @@ def test_check_mode_judges_the_same(tmp_path: Path, capsys: pytest.CaptureFixtur
     normal = run(capsys, tmp_path, document)
     checked = run(capsys, tmp_path, document, _ansible_check_mode=True)
     assert checked["problems"] == normal["problems"] and len(checked["problems"]) == 1 and checked["changed"] is False
+
+
+def automated_map() -> dict[str, t.Any]:
+    """MAP, with the load test checked by the run where the inventory sets load_test_url."""
+    document = json.loads(json.dumps(MAP))
+    line = next(item for item in document["lines"] if item["id"] == "load-test")
+    line["gate"]["automated_by"] = {"variable": "load_test_url", "module": "payments.deploy.load_test", "check": "rate"}
+    return document
+
+
+def test_an_automated_gate_needs_no_attestation_and_is_reported(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    document = complete()
+    del document["attestations"]["load-test"]
+    checklist = str(write(tmp_path, automated_map(), "automated-map.yml"))
+    refused = run(capsys, tmp_path, document, checklist_map=checklist)
+    assert refused["passed"] is False and any("load-test" in problem for problem in refused["problems"])
+    result = run(capsys, tmp_path, document, checklist_map=checklist, automated_lines=["load-test"])
+    assert result["passed"] is True, result["problems"]
+    assert result["automated_lines"] == ["load-test"] and "load-test" not in result["attestations"]
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("pen-test", "automated line pen-test: the checklist map names no check that the run makes for it"),
+    ("backup", "automated line backup: the checklist map names no check that the run makes for it"),
+    ("load-tset", "automated line load-tset: no line of the checklist map has this id (a typo?)"),
+])
+def test_only_a_gate_whose_check_the_map_names_can_be_automated(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, line: str, expected: str) -> None:
+    checklist = str(write(tmp_path, automated_map(), "automated-map.yml"))
+    result = run(capsys, tmp_path, complete(), checklist_map=checklist, automated_lines=[line])
+    assert result["passed"] is False and result["automated_lines"] == []
+    assert any(problem.startswith(expected) for problem in result["problems"]), result["problems"]
+    # a pen test not attested still fails as a manual gate, automated_lines cannot excuse it
+    if line == "pen-test":
+        document = complete()
+        del document["attestations"]["pen-test"]
+        again = run(capsys, tmp_path, document, checklist_map=checklist, automated_lines=[line])
+        assert any("pen-test" in problem and "manual gate" in problem for problem in again["problems"])

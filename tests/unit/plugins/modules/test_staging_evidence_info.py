@@ -124,3 +124,33 @@ def test_module_corrupt_history(tmp_path: Path, capsys: pytest.CaptureFixture[st
     write_history(tmp_path, []).write_text("garbage\n")
     result = run(capsys, {"journal_dir": str(tmp_path), "environment": "staging", "release_sha256": SHA_A})
     assert result["failed"] is True and "line 1 is not JSON" in result["msg"]
+
+
+def with_load_test(entry: dict[str, t.Any], load_test: dict[str, t.Any] | None) -> dict[str, t.Any]:
+    if load_test is not None:
+        entry = dict(entry, load_test=load_test)
+    return entry
+
+
+@pytest.mark.parametrize(("load_test", "reason"), [
+    (None, "1.4.2: recorded without a load test"),
+    ({"passed": False, "failed_checks": ["p95 0.9 s above 0.5 s"]}, "1.4.2: its load test did not pass (p95 0.9 s above 0.5 s)"),
+    ({"passed": "true"}, "1.4.2: its load test did not pass (no verdict recorded)"),
+])
+def test_a_required_load_test_must_have_passed(load_test: dict[str, t.Any] | None, reason: str) -> None:
+    entry = with_load_test(record(), load_test)
+    assert judge(entry, SHA_A, 7 * DAY, require_load_test=True) == reason
+    # Not required: the smoke test alone proves the artifact, as before.
+    assert judge(entry, SHA_A, 7 * DAY) is None
+
+
+def test_the_module_skips_a_record_without_load_test_for_an_older_one_with_a_passing_one(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    now = time.time()
+    proven = with_load_test(record(age_days=2, now=now), {"passed": True, "achieved_rps": 19.8})
+    write_history(tmp_path, [proven, record(age_days=1, now=now)])
+    args = {"journal_dir": str(tmp_path), "environment": "staging", "release_sha256": SHA_A}
+    assert run(capsys, args)["evidence"]["recorded_epoch"] == pytest.approx(now - DAY)
+    result = run(capsys, dict(args, require_load_test=True))
+    assert result["evidence"]["load_test"] == {"passed": True, "achieved_rps": 19.8}
+    assert result["refused"] == ["1.4.2: recorded without a load test"]
