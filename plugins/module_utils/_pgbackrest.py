@@ -205,20 +205,37 @@ class Runner:
         return stanza
 
 
+# The error an S3 endpoint answers (pgBackRest prints the response body after the request)
+S3_ERROR = re.compile(r"<Code>([^<]+)</Code>\s*(?:<Message>([^<]*)</Message>)?")
+
+
 def stanza_status(stanza: t.Mapping[str, t.Any]) -> tuple[int, str]:
     """pgBackRest's status code and message: 0 ok, 1 missing stanza path, 2 no valid backups, 99 other error."""
     status = stanza.get("status", {})
     return int(status.get("code", 99)), str(status.get("message", ""))
 
 
+def unreadable_cause(messages: list[str]) -> str:
+    """What most likely keeps the repository from being read, from pgBackRest's messages: the S3 endpoint's answer
+    (its error code and message, after the request pgBackRest prints), its TLS certificate, or else the cipher pass."""
+    text = "\n".join(messages)
+    answer = S3_ERROR.search(text)
+    if answer:
+        return f"S3 answered {answer.group(1)}: {answer.group(2) or 'no message'}"
+    if "certificate" in text:
+        return "TLS: the S3 endpoint's certificate is not trusted (repo1-storage-ca-file) or does not name the endpoint"
+    return "a wrong cipher pass?"
+
+
 def require_readable(stanza: t.Mapping[str, t.Any]) -> None:
-    """Fail when the stanza exists but its info files cannot be read (wrong cipher pass, damaged repository)."""
+    """Fail when the stanza exists but its info files cannot be read (wrong cipher pass, damaged repository), or the
+    repository cannot be reached (S3: TLS, credentials, bucket)."""
     code, message = stanza_status(stanza)
     if code not in (0, 1, 2):
         # the repository's own status says which file could not be loaded
-        details = [str(r.get("status", {}).get("message", "")).splitlines()[0] for r in stanza.get("repo", []) if r.get("status", {}).get("code")]
-        message = "; ".join(details) or message
-        raise PgBackRestError(f"the repository of stanza {stanza.get('name')!r} cannot be read (a wrong cipher pass?): {message}")
+        messages = [str(r.get("status", {}).get("message", "")) for r in stanza.get("repo", []) if r.get("status", {}).get("code")]
+        details = "; ".join(m.splitlines()[0] for m in messages if m) or message
+        raise PgBackRestError(f"the repository of stanza {stanza.get('name')!r} cannot be read ({unreadable_cause(messages)}): {details}")
 
 
 def ensure_cipher(params: t.Mapping[str, t.Any], runner: Runner) -> None:
