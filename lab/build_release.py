@@ -30,7 +30,8 @@ START_COMMAND = ("python3 -m gunicorn --config gunicorn.conf.py --bind 127.0.0.1
                  "payment_service.wsgi:application")
 ENV = ["DATABASE_URL", "REDIS_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "ENCRYPTION_KEY",
        "HASH_SALT", "PAYMENTS_API_KEY", "PAYMENTS_ADMIN_KEY", "PAYMENTS_RATE_LIMIT_PER_MINUTE", "PAYMENTS_CORS_ORIGINS",
-       "PAYMENTS_SMOKE_KEY", "PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE", "SMTP_URL", "PAYMENTS_RECEIPT_FROM"]
+       "PAYMENTS_SMOKE_KEY", "PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE", "SMTP_URL", "PAYMENTS_RECEIPT_FROM",
+       "PAYMENTS_LOAD_KEY", "PAYMENTS_LOAD_RATE_LIMIT_PER_MINUTE"]
 HEALTH = {"liveness": "/healthz", "load_balancer": "/healthz/lb", "readiness": "/readyz", "version": "/version"}
 # Deliberately wrong builds, to prove that smoke checks (or, for payment-regression, only the bake window's analysis
 # of real traffic) catch them; the service reads build_faults.json at start.

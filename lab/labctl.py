@@ -20,6 +20,7 @@ from typing import Callable
 import yaml
 
 import build_release
+import release_attestation
 import signoffs
 import ssh_hosts
 
@@ -210,6 +211,9 @@ def ensure_secrets(state: Path) -> dict:
         "admin_key": "ak_lab_" + secrets.token_urlsafe(24),
         # The synthetic checks' token: the API role with its own small rate limit.
         "smoke_key": "smk_lab_" + secrets.token_urlsafe(24),
+        # The load test's token: the API role with its own large rate limit, so a load test never spends the
+        # customers' budget of the API key.
+        "load_key": "ldk_lab_" + secrets.token_urlsafe(24),
         "encryption_key": secrets.token_hex(32),
         "hash_salt": secrets.token_hex(16),
         # One salt per environment, 32 bytes each: production refuses a short salt or one staging shares.
@@ -643,19 +647,27 @@ def build_artifacts(state: Path, source: Path = build_release.DEFAULT_SOURCE) ->
     return written
 
 
+def attest_artifacts(state: Path) -> list[str]:
+    """Write each lab release's test attestation (NAME-VERSION.tar.gz.tests.json) from a real run of the service's
+    suites, when it is missing, of another artifact or a week old (docs/release-test-report.md). Returns the versions."""
+    return release_attestation.write_attestations(state / "artifacts", build_release.LAB_BUILDS, build_release.NAME,
+                                                  python=str(venv_bin() / "python"))
+
+
 def sign_artifacts(state: Path) -> Path:
-    """Sign every lab release with minisign, as a release pipeline does (the lab's key has no password and stays in the
-    lab state); returns the public key file. inventories/lab does not ask for signatures, the example inventory does."""
+    """Sign every lab release and its test attestation with minisign, as a release pipeline does (the lab's key has no
+    password and stays in the lab state); returns the public key file. inventories/lab does not ask for signatures of
+    releases, the example inventory does; the lab's deploy checks the attestations' signatures."""
     keys = state / "signing"
     keys.mkdir(mode=0o700, exist_ok=True)
     secret, public = keys / "release.key", keys / "release.pub"
     if not secret.exists():
         subprocess.run(["minisign", "-G", "-W", "-p", str(public), "-s", str(secret)], check=True, capture_output=True)
-    for tarball in sorted((state / "artifacts").glob("*.tar.gz")):
-        signature = tarball.with_name(tarball.name + ".minisig")
-        if not signature.exists() or signature.stat().st_mtime < tarball.stat().st_mtime:
-            subprocess.run(["minisign", "-S", "-s", str(secret), "-m", str(tarball), "-t", tarball.name[:-len(".tar.gz")]],
-                           check=True, capture_output=True)
+    artifacts = state / "artifacts"
+    for signed in sorted([*artifacts.glob("*.tar.gz"), *artifacts.glob("*.tar.gz" + release_attestation.SUFFIX)]):
+        signature = signed.with_name(signed.name + ".minisig")
+        if not signature.exists() or signature.stat().st_mtime < signed.stat().st_mtime:
+            release_attestation.sign(signed, secret)
     return public
 
 
@@ -795,6 +807,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     reload_postgres = configure_postgres_tls(state, ensure_tls(state))
     for version in build_artifacts(state):
         print(f"built payment-service {version} (the service's source changed since the last build)")
+    for version in attest_artifacts(state):
+        print(f"tested payment-service {version}: its test attestation was missing, stale or of another build")
     sign_artifacts(state)
     signoffs.write_signoffs(state)
     # the advisory database the deploy's dependency scan reads (docs/security-scan.md): a copy in the state directory,

@@ -85,10 +85,11 @@ def published_sha256(lab: dict, version: str) -> str:
 
 
 def passed_staging(lab: dict, version: str, max_age: float = 6 * 86400) -> bool:
-    """Whether staging's journal holds a recent deploy of this artifact whose smoke tests passed."""
+    """Whether staging's journal holds a recent deploy of this artifact whose smoke tests and load test passed (what
+    production's staging gate asks by default)."""
     sha256 = published_sha256(lab, version)
     return any(r.get("kind") == "deploy" and r.get("release_sha256") == sha256 and r.get("smoke", {}).get("passed")
-               and time.time() - r.get("recorded_epoch", 0) < max_age for r in history(lab, "staging"))
+               and (r.get("load_test") or {}).get("passed") is True and time.time() - r.get("recorded_epoch", 0) < max_age for r in history(lab, "staging"))
 
 
 def lock_file(lab: dict, environment: str = "production") -> Path:
@@ -134,5 +135,9 @@ def other_release(version: str) -> str:
 def sign_off_releases(lab: dict) -> None:
     """Production's sign-offs for every release in the lab's artifacts, as `labctl up` writes them (lab/signoffs.py):
     for a release a test built after the lab started."""
-    import signoffs  # pylint: disable=import-outside-toplevel  # lab/, on sys.path through conftest
-    signoffs.write_signoffs(Path(lab["state_dir"]))
+    import release_attestation  # pylint: disable=import-outside-toplevel  # lab/, on sys.path through conftest
+    import signoffs  # pylint: disable=import-outside-toplevel
+    state = Path(lab["state_dir"])
+    # the signed test attestation beside each artifact, as the lab's release run writes it (production checks it)
+    release_attestation.main(["--artifacts-dir", str(state / "artifacts"), "--sign-key", str(state / "signing" / "release.key")])
+    signoffs.write_signoffs(state)

@@ -45,7 +45,7 @@ def test_production_refuses_a_release_that_did_not_pass_staging(lab, playbook, u
     run = playbook("deploy.yml", "-e", f"release_version={unstaged_release}")
     assert run.rc != 0
     assert (f"payment-service {unstaged_release} (sha256 {published_sha256(lab, unstaged_release)[:12]}...) has no passing "
-            "deploy and smoke test in staging within 7 days") in run.text
+            "deploy and smoke test (with its load test) in staging within 7 days") in run.text
     assert "Nothing was changed" in run.text and "staging_gate_override" in run.text
     assert "Install the release files" not in run.text
     assert map_colour(lab["haproxy_map_file"]) == colour and live(lab["production_url"])[0] == {"1.1.0"}

@@ -9,11 +9,13 @@ from .web import HTTPError, Request
 
 
 def require_api(service: Service, request: Request) -> None:
-    """Raise 401/403 without the API role, 429 when the token is over its limit (the smoke key has its own)."""
+    """Raise 401/403 without the API role, 429 when the token is over its limit (the smoke and load keys have their
+    own)."""
     credential = _authenticate(service, request, auth.API)
     settings = service.settings
-    per_minute = settings.smoke_rate_limit_per_minute if credential.limiter == auth.SMOKE_LIMITER \
-        else settings.rate_limit_per_minute
+    per_minute = {auth.SMOKE_LIMITER: settings.smoke_rate_limit_per_minute,
+                  auth.LOAD_LIMITER: settings.load_rate_limit_per_minute}.get(credential.limiter,
+                                                                              settings.rate_limit_per_minute)
     service.limiter.check(credential.limiter, credential.token, per_minute)
 
 

@@ -1,4 +1,4 @@
-"""Bearer-token authentication: the API key and the smoke key grant the API role, the admin key the admin role."""
+"""Bearer-token authentication: the API, smoke and load keys grant the API role, the admin key the admin role."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from .web import Request
 
 API = "api"
 ADMIN = "admin"
-# The rate limiter a token counts against; the smoke key has its own, small limit.
+# The rate limiter a token counts against; the smoke key has its own, small limit, the load key its own, large one.
 API_LIMITER = "api"
 SMOKE_LIMITER = "smoke"
+LOAD_LIMITER = "load"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ def identify(request: Request, settings: Settings) -> Credential | None:
         return None
     supplied = token.strip().encode("utf-8")
     known = ((settings.api_key, API, API_LIMITER), (settings.smoke_key, API, SMOKE_LIMITER),
+             (settings.load_key, API, LOAD_LIMITER),
              (settings.admin_key, ADMIN, ADMIN))
     # Every key is compared, so the time taken does not tell which one matched.
     matches = [Credential(role, limiter, key) for key, role, limiter in known

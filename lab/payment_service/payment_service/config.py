@@ -14,6 +14,9 @@ UNKNOWN_COLOUR = "unknown"
 DEFAULT_STRIPE_API_BASE = "https://api.stripe.com"
 DEFAULT_RATE_LIMIT_PER_MINUTE = 600
 DEFAULT_SMOKE_RATE_LIMIT_PER_MINUTE = 10
+# A key kept for load tests: a limit of its own, far above the load a test offers, so that the test measures the
+# service and not the limiter, while a runaway client holding that key is still stopped.
+DEFAULT_LOAD_RATE_LIMIT_PER_MINUTE = 60000
 SMTP_SCHEMES = {"smtp": 25, "smtp+starttls": 587}  # scheme to default port
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _STRIPE_KEY = re.compile(r"(sk|rk)_(test|live)_\S+")
@@ -56,13 +59,15 @@ class Settings:
     cors_origins: frozenset[str]
     smoke_key: str = ""
     smoke_rate_limit_per_minute: int = DEFAULT_SMOKE_RATE_LIMIT_PER_MINUTE
+    load_key: str = ""
+    load_rate_limit_per_minute: int = DEFAULT_LOAD_RATE_LIMIT_PER_MINUTE
     smtp: SmtpServer | None = None
     smtp_url: str = ""
     receipt_from: str = ""
 
     def secret_values(self) -> list[str]:
         """Values that must never appear in logs or responses (URL passwords included, raw and decoded)."""
-        values = [self.api_key, self.admin_key, self.smoke_key, self.hash_salt, self.stripe_secret_key,
+        values = [self.api_key, self.admin_key, self.smoke_key, self.load_key, self.hash_salt, self.stripe_secret_key,
                   self.stripe_webhook_secret, self.encryption_key,
                   url_password(self.database_url), url_password(self.redis_url), url_password(self.smtp_url),
                   self.smtp.password if self.smtp else ""]
@@ -98,6 +103,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         smoke_key=environ.get("PAYMENTS_SMOKE_KEY", ""),
         smoke_rate_limit_per_minute=_non_negative_int(environ, "PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE",
                                                       DEFAULT_SMOKE_RATE_LIMIT_PER_MINUTE),
+        load_key=environ.get("PAYMENTS_LOAD_KEY", ""),
+        load_rate_limit_per_minute=_non_negative_int(environ, "PAYMENTS_LOAD_RATE_LIMIT_PER_MINUTE",
+                                                     DEFAULT_LOAD_RATE_LIMIT_PER_MINUTE),
         smtp=_smtp_server(environ.get("SMTP_URL", "")),
         smtp_url=environ.get("SMTP_URL", ""),
         receipt_from=environ.get("PAYMENTS_RECEIPT_FROM", "").strip(),
@@ -151,6 +159,8 @@ def _check(settings: Settings) -> None:
         raise ConfigError("PAYMENTS_ADMIN_KEY must differ from PAYMENTS_API_KEY")
     if settings.smoke_key and settings.smoke_key in (settings.api_key, settings.admin_key):
         raise ConfigError("PAYMENTS_SMOKE_KEY must differ from PAYMENTS_API_KEY and PAYMENTS_ADMIN_KEY")
+    if settings.load_key and settings.load_key in (settings.api_key, settings.admin_key, settings.smoke_key):
+        raise ConfigError("PAYMENTS_LOAD_KEY must differ from PAYMENTS_API_KEY, PAYMENTS_ADMIN_KEY and PAYMENTS_SMOKE_KEY")
     if settings.receipt_from and not EMAIL_ADDRESS.fullmatch(settings.receipt_from):
         raise ConfigError("PAYMENTS_RECEIPT_FROM must be an email address such as receipts@example.com")
     if settings.smtp and not settings.receipt_from:

@@ -28,7 +28,7 @@ FAILURE_REASONS = (*DECLINE_CODES, *ERROR_REASONS, "other")
 WEBHOOK_OUTCOMES = ("stored", "duplicate", "rejected", "error")
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # The rate limiters: the API key's and the smoke key's.
-LIMITERS = ("api", "smoke")
+LIMITERS = ("api", "smoke", "load")
 # hit: served from Redis; miss: not in Redis, read from PostgreSQL; error: Redis failed, read from PostgreSQL.
 CACHE_RESULTS = ("hit", "miss", "error")
 EMAIL_KINDS = ("receipt",)

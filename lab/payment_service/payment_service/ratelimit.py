@@ -2,7 +2,8 @@
 
 Each key has its own counter and limit: the API key's (PAYMENTS_RATE_LIMIT_PER_MINUTE) and the smoke key's
 (PAYMENTS_SMOKE_RATE_LIMIT_PER_MINUTE, small), so that a synthetic check can prove the limiter answers 429
-without ever throttling real traffic.
+without ever throttling real traffic, and the load-test key's (PAYMENTS_LOAD_RATE_LIMIT_PER_MINUTE, large), so that
+a load test measures the service rather than the limiter.
 
 When Redis cannot answer, requests are let through (fail open): the limit protects the service from a runaway
 client, while refusing payments because the cache is down would turn a cache outage into a payment outage.

@@ -207,8 +207,9 @@ def test_waived_line_needs_a_justification(broken: dict, parsed: list[dict]) -> 
 
 
 def test_planned_line_needs_its_plan(broken: dict, parsed: list[dict]) -> None:
-    entry = first_with(broken, "planned")
-    entry["planned"] = "  "
+    entry = first_with(broken, "gate")  # made a planned line whose plan is blank
+    entry.pop("gate")
+    entry.update(status="planned", planned="  ")
     assert any(problem.startswith(validator.where(entry)) and "needs a `planned`" in problem
                for problem in validator.check_statuses(broken, parsed))
 

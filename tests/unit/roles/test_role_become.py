@@ -29,7 +29,7 @@ BECOME_ROLES = {
     "deploy_journal": ["main.yml", "intent.yml", "read.yml", "settle.yml"],
     "rollback_mirror": ["postmortem.yml"],
     "stripe_webhooks": ["save_host_file.yml", "load_host_file.yml"],
-    "monitoring": ["main.yml", "targets.yml", "../handlers/main.yml"],
+    "monitoring": ["main.yml", "targets.yml", "rules.yml", "reload.yml", "../handlers/main.yml"],
     "maintenance": ["timers.yml", "report.yml"],
     "pgbackrest": ["main.yml", "deploy.yml", "restore.yml"],
     # its other task files run inside main.yml's restore block, which carries the keyword
