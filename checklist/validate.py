@@ -241,9 +241,10 @@ def automated_by_problems(entry: dict, automated_by: object) -> list[str]:
     problems = []
     if not re.fullmatch(r"[a-z][a-z0-9_]*", str(automated_by["variable"])):
         problems.append(f"{where(entry)}: gate.automated_by.variable must be a variable name")
-    modules = {str(item.get("module")) for item in entry.get("evidence") or [] if isinstance(item, dict)}
-    if automated_by["module"] not in modules or "checks" not in {field for item in entry.get("evidence") or []
-                                                                   if isinstance(item, dict) for field in item.get("fields") or []}:
+    evidence = [item for item in entry.get("evidence") or [] if isinstance(item, dict)]
+    modules = {str(item.get("module")) for item in evidence}
+    fields = {field for item in evidence for field in item.get("fields") or []}
+    if automated_by["module"] not in modules or "checks" not in fields:
         problems.append(f"{where(entry)}: gate.automated_by.module must be an evidence module of the line whose fields hold checks")
     return problems
 

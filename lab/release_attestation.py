@@ -60,7 +60,11 @@ def junit_counts(xml_path: Path) -> dict[str, int]:
 def start_suite(kind: str, args: tuple[str, ...], out: Path, python: str) -> subprocess.Popen[bytes]:
     """Start pytest on one suite, writing out/KIND.xml."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "lab"), os.environ.get("PYTHONPATH")]))}
+    # A pytest run empties its base directory first: inheriting the caller's (PYTEST_ADDOPTS=--basetemp=..., as the
+    # test targets set it) would delete the files of the pytest run that called this one. Each suite gets its own.
+    env.pop("PYTEST_ADDOPTS", None)
     return subprocess.Popen([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "release_attestation",
+                             f"--basetemp={out / f'{kind}-tmp'}",
                              f"--junitxml={out / f'{kind}.xml'}", "-o", f"junit_suite_name={kind}", *args],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
