@@ -86,6 +86,8 @@ class RealPrometheus:
     """Prometheus 2.x on a free loopback port, scraping each exporter every second with the target labels the
     deploy's Prometheus gives the payment service (environment, colour, host, release)."""
 
+    flags: tuple[str, ...] = ("--storage.tsdb.retention.time=1h",)
+
     def __init__(self, directory: Path, targets: dict[str, tuple[Exporter, dict[str, str]]]) -> None:
         self.directory = directory
         self.port = free_port()
@@ -104,7 +106,7 @@ class RealPrometheus:
             self.process = subprocess.Popen(
                 [PROMETHEUS, f"--config.file={self.directory / 'prometheus.yml'}",
                  f"--storage.tsdb.path={self.directory / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--storage.tsdb.retention.time=1h"], stdout=log, stderr=subprocess.STDOUT)
+                 *self.flags], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

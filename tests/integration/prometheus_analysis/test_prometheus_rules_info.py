@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,29 +37,14 @@ TEST_RULES = {"groups": [{"name": "checks", "rules": [
 class RulesPrometheus(RealPrometheus):
     """Prometheus evaluating every rule file of ``rules`` each second, with ``POST /-/reload`` enabled."""
 
+    flags = (*RealPrometheus.flags, "--web.enable-lifecycle")
+
     def __init__(self, directory: Path) -> None:
         super().__init__(directory, {})
         self.rules = directory / "rules"
         self.rules.mkdir()
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "rule_files": [f"{self.rules}/*.rules.yml"]}
         (directory / "prometheus.yml").write_text(json.dumps(config))
-
-    def start(self, timeout: float = 30.0) -> None:
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={self.directory / 'prometheus.yml'}", f"--storage.tsdb.path={self.directory / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"], stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"prometheus did not become ready: {self.log.read_text()[-2000:]}")
 
     def load(self, files: dict[str, str]) -> None:
         """Make FILES (name: text) the only rule files, and reload."""
