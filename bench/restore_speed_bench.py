@@ -9,8 +9,9 @@ each time and its ratio to the paired plain pg_restore:
 
   plain                 pg_restore -d NEW plain.dump                                    (the reference)
   plain+settings        the same with PGOPTIONS (maintenance_work_mem, synchronous_commit=off)
-  pg_restore_backup     the module: authenticate into a temporary file, pg_restore from it, ANALYZE, row counts
-  ... analyze: false    the module without its ANALYZE (plain pg_restore runs none)
+  pg_restore_backup     the module (its default): authenticated chunks streamed into pg_restore, ANALYZE, row counts
+  ... analyze: false    the same without its ANALYZE (plain pg_restore runs none)
+  ... verify_first      the module checking the whole backup into a temporary file first, then pg_restore from it
   recover file          recovery/payments_backup_recover.py into a file, then pg_restore from the file
   recover pipe          recovery script --output - | pg_restore (no decrypted file)
   recover pipe+settings the pipe with PGOPTIONS
@@ -18,6 +19,7 @@ each time and its ratio to the paired plain pg_restore:
   plain -Fd -j2         pg_restore --jobs=2 of a directory-format dump with PGOPTIONS
 
 Usage: .venv/bin/python bench/restore_speed_bench.py [--size-mb 300] [--repeat 2] [--data-dir DIR] [--json FILE]
+           [--variants 'pg_restore_backup,recover pipe']   (a subset, by label; plain always runs)
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ def variants(bench: RestoreBench) -> dict[str, t.Callable[[str], None]]:
         "plain+settings": lambda name: bench.plain(name, settings=True),
         "pg_restore_backup": bench.module,
         "pg_restore_backup analyze: false": lambda name: bench.module(name, analyze=False),
+        "pg_restore_backup verify_first": lambda name: bench.module(name, verify_first=True),
         "recover file": bench.recover_file,
         "recover pipe": bench.recover_pipe,
         "recover pipe+settings": lambda name: bench.recover_pipe(name, settings=True),
@@ -136,10 +139,15 @@ def variants(bench: RestoreBench) -> dict[str, t.Callable[[str], None]]:
     }
 
 
-def measure(bench: RestoreBench, repeat: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def measure(bench: RestoreBench, repeat: int, only: list[str] | None = None) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Each variant is paired with a plain pg_restore run right before or after it (alternating), and its figure is the
     ratio within the pair: on a shared machine the load drifts over minutes, and a ratio of neighbours follows it."""
     steps = variants(bench)
+    if only:
+        unknown = sorted(set(only) - set(steps))
+        if unknown:
+            raise SystemExit(f"unknown variants {unknown}; known: {sorted(steps)}")
+        steps = {label: step for label, step in steps.items() if label == "plain" or label in only}
     runs: dict[str, list[float]] = {label: [] for label in steps}
     ratios: dict[str, list[float]] = {label: [] for label in steps if label != "plain"}
 
@@ -183,6 +191,7 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "payments-restore-speed-bench",
                         help="cluster directory, kept for the next run (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--variants", help="comma-separated labels of the variants to run (default: all)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="restore-speed-bench-"))
@@ -197,7 +206,7 @@ def main() -> int:
         log(f"uptime at the start: {subprocess.run(['uptime'], capture_output=True, text=True, check=False).stdout.strip()}")
         bench = RestoreBench(cluster, work)
         sizes = bench.prepare()
-        runs, ratios = measure(bench, args.repeat)
+        runs, ratios = measure(bench, args.repeat, [v.strip() for v in args.variants.split(",")] if args.variants else None)
         database_bytes = backup_bench.database_size(cluster)
     finally:
         cluster.stop(remove=False)

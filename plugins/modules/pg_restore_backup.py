@@ -12,11 +12,13 @@ description:
   - Checks the manifest first, its structure and types, then its HMAC (under a key derived from the encryption key), before
     anything in it is used. A manifest without an HMAC (written before manifests were authenticated) is refused, since
     nothing would tell it from another backup's. Files are located by the backup id, never by a path in the manifest.
-  - Fetches a backup made by M(payments.deploy.pg_backup) (from a local directory or S3), and decrypts and decompresses it
-    completely first, into a temporary file, checking every chunk's authentication tag, the last-chunk flag, the zstd
-    checksum, the sha256 of the stored object against the manifest and that the object was made for this backup (its
-    header binds the backup id, database and creation time). A tampered, truncated, reordered, swapped or wrongly keyed
-    backup fails with a message saying which, before any database is touched.
+  - Fetches a backup made by M(payments.deploy.pg_backup) (from a local directory or S3), decrypting and decompressing it
+    while checking every chunk's authentication tag, the last-chunk flag, the zstd checksum, the sha256 of the stored
+    object against the manifest and that the object was made for this backup (its header binds the backup id, database
+    and creation time). A tampered, truncated, reordered, swapped or wrongly keyed backup fails with a message saying which.
+  - By default the authenticated chunks stream straight into C(pg_restore) of the new database (O(verify_first=false)):
+    damage found part-way drops the new database, and O(target_db) is never touched. With O(verify_first=true) the whole
+    backup is checked into a temporary file first, and a damaged backup fails before any database is created.
   - Restores it with C(pg_restore) into a new database C(<target_db>_restore_<UTC time>) with the owner, encoding, locale,
     privileges (C(GRANT ... ON DATABASE)) and settings (C(ALTER DATABASE ... SET)) of the database it replaces, and compares
     its per-table row counts with those recorded in the manifest.
@@ -90,10 +92,25 @@ options:
     default: true
   jobs:
     description:
-      - Number of parallel C(pg_restore) jobs (C(--jobs)). With V(1) the archive is decompressed from the temporary file
-        straight into C(pg_restore); above V(1) it is decompressed into the temporary file first (see O(temp_dir)).
+      - Number of parallel C(pg_restore) jobs (C(--jobs)). With V(1) the archive reaches C(pg_restore) on its standard
+        input; above V(1) it is decompressed into the temporary file first (see O(temp_dir)), since a parallel
+        C(pg_restore) must seek in it, and O(verify_first) is implied.
     type: int
     default: 1
+  verify_first:
+    description:
+      - With V(true), the whole backup is read, authenticated and decrypted into the temporary file (see O(temp_dir))
+        before the server is touched; a damaged backup then fails without any database being created. The restore reads
+        that file afterwards, so the backup is read twice.
+      - With V(false), the backup is streamed: each chunk is authenticated before it is handed to C(pg_restore), which
+        restores into the new database while the rest is still being read. C(pg_restore) never receives a byte that
+        failed authentication. A damaged or truncated backup is found when the stream reaches the damage; the new
+        database is then dropped and O(target_db) is untouched, as with V(true). The swap only happens after the whole
+        object authenticated, its sha256 matched the manifest and the row counts matched. No plaintext touches the disk.
+      - V(false) restores about as fast as plain C(pg_restore) of a C(pg_dump -Fc) file (see the restore-speed benchmark
+        in the documentation); V(true) adds the time of the first pass and of writing the file.
+    type: bool
+    default: false
   analyze:
     description:
       - Run C(ANALYZE) in the restored database before the swap, so that the planner has statistics from its first query.
@@ -107,8 +124,8 @@ options:
     default: true
   temp_dir:
     description:
-      - Directory for the verified, decrypted backup (plaintext, mode C(0600), named C(payments-restore-*), removed at the
-        end); use an encrypted disk or a tmpfs. It holds the decrypted zstd stream, about the size of the stored object (RV(sizes.stored_bytes)); with
+      - Directory for the verified, decrypted backup with O(verify_first) or O(jobs) above V(1) (plaintext, mode C(0600),
+        named C(payments-restore-*), removed at the end); use an encrypted disk or a tmpfs. A streamed restore writes no file. It holds the decrypted zstd stream, about the size of the stored object (RV(sizes.stored_bytes)); with
         O(jobs) above 1 it holds the uncompressed dump (RV(sizes.dump_bytes)), since a parallel C(pg_restore) must seek in it.
       - The system temporary directory when omitted.
     type: path
@@ -175,16 +192,19 @@ queries:
   type: list
   elements: str
 timings:
-  description: Seconds per stage (connect, fetch_and_decrypt, create, pg_restore, analyze, verify, swap, total).
+  description:
+    - Seconds per stage (connect, fetch_and_decrypt, create, pg_restore, analyze, verify, swap, total).
+    - A streamed restore (O(verify_first=false)) has no fetch_and_decrypt stage: fetching, authenticating and decrypting
+      overlap with C(pg_restore) and are part of its time.
   returned: always
   type: dict
   sample: {"fetch_and_decrypt": 2.1, "pg_restore": 31.4, "swap": 0.2, "total": 35.0}
 verification:
-  description: What was checked before and after the restore.
+  description: What was checked before and after the restore (C(streamed) says whether the chunks went straight into C(pg_restore)).
   returned: success
   type: dict
   sample: {"sha256": "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b", "chunks": 184,
-           "key_id": "0f3a9c2b7d1e4a55", "archive_parsed": true, "row_counts_match": true}
+           "key_id": "0f3a9c2b7d1e4a55", "archive_parsed": true, "row_counts_match": true, "streamed": true}
 terminated_sessions:
   description: How many sessions of O(target_db) were terminated.
   returned: success and not check mode
@@ -234,7 +254,8 @@ MAINTENANCE_DB = "postgres"
 
 
 class Restore(BackupRun):
-    """One run: verify the backup completely, restore it beside the target, verify, swap names; fail closed at each step."""
+    """One run: restore the backup beside the target while authenticating it (or after, with verify_first), verify, swap
+    names; fail closed at each step."""
 
     def __init__(self, module: AnsibleModule) -> None:
         super().__init__(module)
@@ -355,10 +376,14 @@ class Restore(BackupRun):
 
     def verification(self, reader: crypto.BackupReader) -> dict[str, t.Any]:
         return {"sha256": reader.sha256.hexdigest(), "chunks": reader.decryptor.chunks, "key_id": reader.decryptor.key_id,
-                "archive_parsed": False, "row_counts_match": None}
+                "archive_parsed": False, "row_counts_match": None, "streamed": self.streamed()}
 
     def parallel(self) -> bool:
         return self.params["jobs"] > 1
+
+    def streamed(self) -> bool:
+        """Chunks go from the store through authentication straight into pg_restore: no first pass, no file."""
+        return not self.parallel() and not self.params["verify_first"]
 
     def fetch_to_file(self) -> tuple[str, crypto.BackupReader]:
         """The verified, decrypted backup in a temporary file: still zstd-compressed (a fifth of the dump's size, streamed
@@ -405,15 +430,31 @@ class Restore(BackupRun):
             raise ValueError(f"target_db {self.target!r} is too long: {kept!r} exceeds PostgreSQL's {MAX_IDENTIFIER}-byte limit")
         return restored, kept
 
-    def restore_argv(self, pg_restore: str, database: str, path: str) -> list[str]:
-        """With one job the archive comes on stdin, decompressed from the temporary file as pg_restore reads it."""
+    def restore_argv(self, pg_restore: str, database: str) -> list[str]:
+        """With one job the archive comes on stdin (streamed, or decompressed from the temporary file as pg_restore
+        reads it); with more, pg_restore reads the temporary file, appended by run_pg_restore."""
         if self.parallel():
             return [pg_restore, "--no-password", "--exit-on-error", f"--jobs={self.params['jobs']}",
-                    f"--dbname={self.conn.conninfo(database)}", path]
+                    f"--dbname={self.conn.conninfo(database)}"]
         return [pg_restore, "--no-password", "--exit-on-error", f"--dbname={self.conn.conninfo(database)}"]
+
+    def stream_into(self, argv: list[str]) -> tuple[str, crypto.BackupReader]:
+        """Store -> sha256 -> authenticated decryption -> decompression -> pg_restore's stdin, in one pass."""
+        child = pg.Child(argv, self.conn, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        feeder = pg.Feeder(child.feed)  # writing overlaps with reading and decrypting the next chunk
+        try:
+            reader = self.decode(feeder)
+            feeder.close()
+            child.close_stdin()
+            return child.check(), reader
+        except BaseException:
+            child.kill()  # a damaged backup: pg_restore must not go on with what it has
+            feeder.close_quietly()
+            raise
 
     def run_pg_restore(self, argv: list[str], path: str) -> str:
         if self.parallel():
+            argv.append(path)
             return pg.Child(argv, self.conn, stdout=subprocess.DEVNULL).check()
         child = pg.Child(argv, self.conn, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         feeder = pg.Feeder(child.feed)
@@ -520,18 +561,21 @@ class Restore(BackupRun):
             raise
 
     def apply(self, admin: pg.Session, pg_restore: str, restored: str, kept: str | None, target_info: dict[str, t.Any] | None) -> t.NoReturn:
-        since = time.monotonic()
-        try:
-            path, reader = self.fetch_to_file()
-        except FAILURES as exc:
-            self.fail(f"backup {self.manifest['backup_id']} refused: {exc}; {UNTOUCHED}",
-                      integrity_failure=getattr(exc, "kind", None))
-        self.stage("fetch_and_decrypt", since)
-        verification = self.verification(reader)
-        try:
-            self.restore(admin, pg_restore, path, restored, target_info, verification)
-        finally:
-            os.unlink(path)
+        if self.streamed():
+            reader, verification = self.restore(admin, pg_restore, restored, target_info, self.stream_into)
+        else:
+            since = time.monotonic()
+            try:
+                path, spooled = self.fetch_to_file()
+            except FAILURES as exc:
+                self.fail(f"backup {self.manifest['backup_id']} refused: {exc}; {UNTOUCHED}",
+                          integrity_failure=getattr(exc, "kind", None))
+            self.stage("fetch_and_decrypt", since)
+            try:
+                reader, verification = self.restore(admin, pg_restore, restored, target_info,
+                                                    lambda argv: (self.run_pg_restore(argv, path), spooled))
+            finally:
+                os.unlink(path)
 
         since = time.monotonic()
         allow = bool(target_info["allow_connections"]) if target_info else True
@@ -547,9 +591,10 @@ class Restore(BackupRun):
         result.update(changed=True, terminated_sessions=terminated)
         self.module.exit_json(**result)
 
-    def restore(self, admin: pg.Session, pg_restore: str, path: str, restored: str, target_info: dict[str, t.Any] | None,
-                verification: dict[str, t.Any]) -> None:
-        """Create ``restored``, pg_restore into it, analyze, verify row counts; it is dropped again on any failure."""
+    def restore(self, admin: pg.Session, pg_restore: str, restored: str, target_info: dict[str, t.Any] | None,
+                load: t.Callable[[list[str]], tuple[str, crypto.BackupReader]]) -> tuple[crypto.BackupReader, dict[str, t.Any]]:
+        """Create ``restored``, ``load`` it with pg_restore (returns its warnings and the reader that checked the backup),
+        analyze, verify row counts; it is dropped again on any failure."""
         since = time.monotonic()
         try:
             like = target_info or pg.database_info(admin, "template0")
@@ -565,18 +610,26 @@ class Restore(BackupRun):
         self.stage("create", since)
         try:
             since = time.monotonic()
-            argv = self.restore_argv(pg_restore, restored, path)
+            argv = self.restore_argv(pg_restore, restored)
             self.commands.append(argv)
-            warnings = self.run_pg_restore(argv, path)
+            warnings, reader = load(argv)
             if warnings:
                 self.module.warn(f"pg_restore: {warnings}")
+            verification = self.verification(reader)
             verification["archive_parsed"] = True
             self.stage("pg_restore", since)
             self.analyze_and_count(restored, verification)
+        except (crypto.BackupIntegrityError, store_lib.StoreError) as exc:
+            # found while streaming: pg_restore got only the chunks before the damage, into the new database
+            note = self.drop(admin, restored)
+            self.created = None
+            self.fail(f"backup {self.manifest['backup_id']} refused: {exc}; {note}; {self.target} is untouched",
+                      integrity_failure=getattr(exc, "kind", None))
         except FAILURES as exc:
             note = self.drop(admin, restored)
             self.created = None
             self.fail(f"restoring into {restored} failed: {exc}; {note}; {self.target} is untouched")
+        return reader, verification
 
     def analyze_and_count(self, restored: str, verification: dict[str, t.Any]) -> None:
         """ANALYZE (in a second session) while the rows of every table are counted and compared with the manifest."""
@@ -644,7 +697,7 @@ class Restore(BackupRun):
         admin.close()
         verification = self.verification(reader)
         verification["archive_parsed"] = True
-        self.commands.append(self.restore_argv(pg_restore, restored, "<decrypted temporary file>"))
+        self.commands.append(self.restore_argv(pg_restore, restored) + ([] if not self.parallel() else ["<decrypted temporary file>"]))
         self.timings["total"] = self.elapsed()
         result = self.result(restored, kept, verification, reader)
         result.update(changed=True, owner=target_info["owner"] if target_info else None)
@@ -659,6 +712,7 @@ def main() -> None:
         src_dir={"type": "path"},
         terminate_connections={"type": "bool", "default": True},
         jobs={"type": "int", "default": 1},
+        verify_first={"type": "bool", "default": False},
         analyze={"type": "bool", "default": True},
         verify_row_counts={"type": "bool", "default": True},
         temp_dir={"type": "path"},

@@ -80,6 +80,32 @@ def test_a_stanza_without_any_backup_fails_before_anything_is_restored(
 
 
 @pytest.mark.timeout(600)
+def test_the_cipher_pass_is_read_from_the_include_directory_by_the_restore_and_the_restored_server(
+        collections_dir: Path, stanza_world: StanzaWorld, workdir: Path) -> None:  # noqa: F811
+    """No cipher pass given: info, the restore and the scratch server's archive-get (the WAL after the backup) all
+    read it from the repository's include directory."""
+    world = stanza_world
+    last_row = world.write_payment(903)
+    world.archive_now()
+    variables = pgbackrest_vars(world, workdir, dr_drill_pgbackrest_cipher_pass="",
+                                dr_drill_pgbackrest_config_include_path=str(world.repo.include))
+    run = run_drill(collections_dir, workdir, variables)
+    assert run.rc == 0, run.output[-6000:]
+    drilled = run.result["methods"]["pgbackrest"]
+    assert run.result["passed"] is True
+    assert drilled["newest_transaction_epoch"] == pytest.approx(last_row, abs=0.001), "the archived WAL was replayed"
+    assert world.repo.cipher_pass not in run.output
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
+    # without the include directory (and without the pass) the repository cannot be read: the same drill fails clearly
+    (workdir / "without").mkdir()
+    without = pgbackrest_vars(world, workdir / "without", dr_drill_pgbackrest_cipher_pass="")
+    refused = run_drill(collections_dir, workdir / "without", without)
+    assert refused.rc != 0 and refused.result is not None and refused.result["passed"] is False
+    assert "requires option: repo1-cipher-pass" in refused.result["error"], refused.result["error"]
+    assert_scratch_gone(workdir / "without", without["dr_drill_scratch_port"])
+
+
+@pytest.mark.timeout(600)
 def test_a_wrong_cipher_pass_fails_clearly_and_leaves_no_scratch_cluster(
         collections_dir: Path, stanza_world: StanzaWorld, workdir: Path) -> None:  # noqa: F811
     variables = pgbackrest_vars(stanza_world, workdir, dr_drill_pgbackrest_cipher_pass="not-the-" + stanza_world.repo.cipher_pass)

@@ -147,8 +147,9 @@ def recording_bin_dir(workdir: Path, temp: Path | None) -> tuple[Path, Path]:
     return bin_dir, record
 
 
+@pytest.mark.parametrize("verify_first", [False, True], ids=["streamed", "verify_first"])
 def test_client_programs_get_a_minimal_environment_and_a_private_passfile(
-        cluster: PostgresCluster, small_db: str, workdir: Path, key: str, collections_dir: Path) -> None:
+        cluster: PostgresCluster, small_db: str, workdir: Path, key: str, collections_dir: Path, verify_first: bool) -> None:
     temp = workdir / "tmp"
     temp.mkdir()
     bin_dir, record = recording_bin_dir(workdir, temp)
@@ -159,7 +160,8 @@ def test_client_programs_get_a_minimal_environment_and_a_private_passfile(
                         env=secrets_in_env)
     assert backup.get("failed") is not True, backup.get("msg")
     restore = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": backup["backup_id"], "src_dir": str(dest),
-                                                                "pg_bin_dir": str(bin_dir), "temp_dir": str(temp)}, env=secrets_in_env)
+                                                                "pg_bin_dir": str(bin_dir), "temp_dir": str(temp), "verify_first": verify_first},
+                         env=secrets_in_env)
     assert restore.get("failed") is not True, restore.get("msg")
 
     seen = [json.loads(line) for line in record.read_text().splitlines()]
@@ -178,8 +180,13 @@ def test_client_programs_get_a_minimal_environment_and_a_private_passfile(
         assert run["passfile"]["text"] == f"127.0.0.1:{cluster.port}:*:{cluster.user}:{cluster.password}\n"
         assert not os.path.exists(run["passfile"]["path"]), "the password file is removed at the end"
         assert any(a.startswith("--dbname=dbname='") for a in run["argv"])
-    restoring = [r for r in seen if os.path.basename(r["argv"][0]) == "pg_restore" and r["temp_dir"]]
-    assert restoring and all(n.startswith("payments-restore-") for r in restoring for n in r["temp_dir"])
+    restoring = [r for r in seen if os.path.basename(r["argv"][0]) == "pg_restore" and any(a.startswith("--dbname") for a in r["argv"])]
+    assert len(restoring) == 1
+    if verify_first:  # the checked backup waits in temp_dir, under the fixed prefix
+        assert restoring[0]["temp_dir"] and all(n.startswith("payments-restore-") for n in restoring[0]["temp_dir"])
+    else:  # streamed: no plaintext on disk at any time
+        assert restoring[0]["temp_dir"] == []
+    assert restore["verification"]["streamed"] is not verify_first
     assert files_in(temp) == []
 
 

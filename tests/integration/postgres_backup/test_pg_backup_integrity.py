@@ -42,13 +42,13 @@ def damaged_copy(made: dict[str, t.Any], workdir: Path, damage: t.Callable[[byte
 
 
 def restore(cluster: PostgresCluster, collections_dir: Path, made: dict[str, t.Any], source: Path, key: str | None = None,
-            *flags: str) -> dict[str, t.Any]:
-    """Restore with the decrypted temporary file in ``<source>/tmp``, which must be empty again afterwards."""
+            *flags: str, **options: t.Any) -> dict[str, t.Any]:
+    """Restore with the decrypted temporary file (if any) in ``<source>/tmp``, which must be empty again afterwards."""
     temp = source / "tmp"
     temp.mkdir(exist_ok=True)
     result = run_module(collections_dir, "pg_restore_backup", {**cluster.login(), "backup_id": made["id"], "src_dir": str(source),
                                                                "target_db": made["db"], "encryption_key": key or made["key"],
-                                                               "temp_dir": str(temp)}, *flags)
+                                                               "temp_dir": str(temp), **options}, *flags)
     assert files_in(temp) == [], "the decrypted temporary file is removed"
     temp.rmdir()
     return result
@@ -88,14 +88,21 @@ CASES = [
 ]
 
 
+def restores_into_a_database(result: dict[str, t.Any]) -> list[list[str]]:
+    return [c for c in result["commands"] if c[0].endswith("pg_restore") and any(a.startswith("--dbname") for a in c)]
+
+
 @pytest.mark.parametrize(("kind", "damage", "message"), CASES, ids=[case[1].__name__ for case in CASES])
-@pytest.mark.parametrize("check_mode", [False, True], ids=["run", "check"])
+@pytest.mark.parametrize("mode", ["verify_first", "check"])
 def test_damaged_backup_is_refused_before_any_database_is_touched(
         cluster: PostgresCluster, collections_dir: Path, made_backup: dict[str, t.Any], workdir: Path,
-        kind: str, damage: t.Callable[[bytes], bytes], message: str, check_mode: bool) -> None:
+        kind: str, damage: t.Callable[[bytes], bytes], message: str, mode: str) -> None:
     databases = cluster.databases()
     source = damaged_copy(made_backup, workdir, damage)
-    result = restore(cluster, collections_dir, made_backup, source, None, *(["--check"] if check_mode else []))
+    if mode == "check":
+        result = restore(cluster, collections_dir, made_backup, source, None, "--check")
+    else:
+        result = restore(cluster, collections_dir, made_backup, source, None, verify_first=True)
     assert result.get("failed") is True
     assert message in result["msg"], result["msg"]
     assert result["msg"].startswith(f"backup {made_backup['id']} refused: ") and "no database was touched" in result["msg"]
@@ -103,7 +110,29 @@ def test_damaged_backup_is_refused_before_any_database_is_touched(
     assert cluster.databases() == databases
     assert table_contents(cluster, made_backup["db"]) == made_backup["contents"]
     assert (source / f"{made_backup['id']}.dump.zst.enc").exists(), "the damaged copy is left for inspection"
-    assert not [c for c in result["commands"] if c[0].endswith("pg_restore") and any(a.startswith("--dbname") for a in c)]
+    assert not restores_into_a_database(result)
+
+
+@pytest.mark.parametrize(("kind", "damage", "message"), CASES, ids=[case[1].__name__ for case in CASES])
+def test_damage_found_while_streaming_drops_the_new_database_and_leaves_the_target(
+        cluster: PostgresCluster, collections_dir: Path, made_backup: dict[str, t.Any], workdir: Path,
+        kind: str, damage: t.Callable[[bytes], bytes], message: str) -> None:
+    """The default streams authenticated chunks into pg_restore: the damage is found part-way through, after the new
+    database received the chunks before it; that database is dropped and the target keeps every row."""
+    databases = cluster.databases()
+    source = damaged_copy(made_backup, workdir, damage)
+    result = restore(cluster, collections_dir, made_backup, source)
+    assert result.get("failed") is True
+    assert message in result["msg"], result["msg"]
+    assert result["msg"].startswith(f"backup {made_backup['id']} refused: "), result["msg"]
+    restored_via = f"{made_backup['db']}_restore_"
+    assert f", which this run created, was dropped; {made_backup['db']} is untouched" in result["msg"], result["msg"]
+    assert restored_via in result["msg"]
+    assert result["integrity_failure"] == kind
+    assert len(restores_into_a_database(result)) == 1, "pg_restore had started on the new database"
+    assert cluster.databases() == databases
+    assert table_contents(cluster, made_backup["db"]) == made_backup["contents"]
+    assert (source / f"{made_backup['id']}.dump.zst.enc").exists(), "the damaged copy is left for inspection"
 
 
 def test_wrong_key_is_named_as_such(cluster: PostgresCluster, collections_dir: Path, made_backup: dict[str, t.Any]) -> None:

@@ -51,6 +51,8 @@ def test_local_round_trip_restores_identical_data_and_keeps_the_replaced_databas
                                                              "target_db": database, "encryption_key": key, "temp_dir": str(temp)})
     assert restore.get("failed") is not True, restore.get("msg")
     assert files_in(temp) == [], "the decrypted dump is removed"
+    assert restore["verification"]["streamed"] is True, "by default the chunks go straight into pg_restore"
+    assert "fetch_and_decrypt" not in restore["timings"] and restore["timings"]["pg_restore"] > 0
     assert restore["sizes"]["dump_bytes"] == manifest["sizes"]["dump_bytes"]
     kept = restore["kept_database"]
     assert kept.startswith(f"{database}_before_restore_")
