@@ -82,3 +82,13 @@ def test_a_signed_off_deploy_records_who_signed(lab, playbook):
     assert journalled["production_gate"]["signoffs"] == recorded["signoffs"]
     assert journalled["production_gate"]["release_sha256"] == journalled["release_sha256"] == recorded["release_sha256"]
     assert journalled["production_gate"]["attestations"] == len(expected["attestations"])
+    # ... and the release's signed test attestation, as judged before the switch: same artifact, its suites' figures.
+    [judged] = {json.dumps(result["ansible_facts"]["release_audit_test_report"], sort_keys=True)
+                for result in run.results("Record the test attestation for the journal and the report")}
+    judged = json.loads(judged)
+    tested = journalled["test_report"]
+    assert tested["passed"] is tested["signed"] is True and tested["problems"] == []
+    assert tested["artifact_sha256"] == journalled["release_sha256"] == judged["artifact_sha256"]
+    assert tested["key_id"] == judged["key_id"] and tested["report"]["commit"] == judged["report"]["commit"]
+    assert tested["report"]["totals"] == judged["report"]["totals"] and tested["report"]["totals"]["tests"] > 0
+    assert tested["report"]["totals"]["failures"] == tested["report"]["totals"]["errors"] == 0
