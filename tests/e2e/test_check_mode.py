@@ -159,6 +159,7 @@ def test_tags_are_listed_and_a_tagged_run_plans_first(lab, playbook, deployed):
 OTHER_PLAYBOOKS = [
     ("backup.yml", [], "Check mode: database payments would be dumped"),
     ("restore.yml", [], "Check mode: payments would be restored from"),
+    ("restore.yml", ["--tags", "restore"], "Check mode: payments would be restored from"),  # plans and locks first all the same
     ("migrate.yml", ["-e", "release_version={deployed}"], "ok="),
     ("webhooks.yml", [], "ok="),
     ("monitoring.yml", [], "ok="),
@@ -170,7 +171,8 @@ OTHER_PLAYBOOKS = [
 ]
 
 
-@pytest.mark.parametrize("name, arguments, says", OTHER_PLAYBOOKS, ids=[entry[0] for entry in OTHER_PLAYBOOKS])
+@pytest.mark.parametrize("name, arguments, says", OTHER_PLAYBOOKS,
+                         ids=[entry[0] + ("-tagged" if "--tags" in entry[1] else "") for entry in OTHER_PLAYBOOKS])
 def test_every_other_playbook_runs_under_check_diff_and_changes_nothing(lab, playbook, deployed, name, arguments, says):
     before = snapshot(lab)
     run = playbook(name, "--check", "--diff", *[a.format(deployed=deployed, other=other_release(deployed)) for a in arguments])

@@ -1,6 +1,8 @@
 """The runbooks (ansible-runner private data directories in runbooks/) against the lab: a deploy through
 ``ansible_runner.run()`` and a rollback through the ``ansible-runner`` command, each judged on what ansible-runner
-reports (status, rc, stats, events) and on what the frontend serves afterwards."""
+reports (status, rc, stats, events) and on what the frontend serves afterwards. Both run the collection as its users
+get it: built with ``ansible-galaxy collection build``, installed from the tarball into an empty directory, and
+found there by FQCN (the events show every task came from the installed copy, none from the checkout)."""
 from __future__ import annotations
 
 import json
@@ -19,11 +21,28 @@ RUNNER = REPO / ".venv" / "bin" / "ansible-runner"
 DEPLOY_PHASES = ["Reach every host of the run", "Preflight and plan", "Release into the target colour", "Switch traffic and verify"]
 
 
+@pytest.fixture(scope="module")
+def installed_collection(tmp_path_factory) -> Path:
+    """The tarball ``ansible-galaxy collection build`` makes of the checkout, installed into an empty directory."""
+    top = tmp_path_factory.mktemp("installed")
+    galaxy = str(RUNNER.parent / "ansible-galaxy")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    built = subprocess.run([galaxy, "collection", "build", str(REPO), "--output-path", str(top / "dist")], capture_output=True,
+                           text=True, timeout=300, check=False, env=env, cwd=top)
+    assert built.returncode == 0, built.stdout + built.stderr
+    [tarball] = (top / "dist").glob("payments-deploy-*.tar.gz")
+    done = subprocess.run([galaxy, "collection", "install", "--no-deps", "-p", str(top / "collections"), str(tarball)],
+                          capture_output=True, text=True, timeout=300, check=False, env=env, cwd=top)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return top / "collections"
+
+
 @pytest.fixture
-def runbook_env(lab, monkeypatch):
-    """The runbook's own settings (runbooks/*/project/ansible.cfg), not the checkout's; the lab's inventory when it
-    is not the one the runbooks link to (a lab on moved ports)."""
+def runbook_env(lab, monkeypatch, installed_collection):
+    """The runbook's own settings (runbooks/*/project/ansible.cfg), not the checkout's, with the installed collection
+    first on the collections path; the lab's inventory when it is not the one the runbooks link to (a lab on moved ports)."""
     monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
+    monkeypatch.setenv("ANSIBLE_COLLECTIONS_PATH", str(installed_collection))
     monkeypatch.setenv("PATH", f"{RUNNER.parent}:{os.environ['PATH']}")  # ansible-runner runs the ansible-playbook on PATH
     monkeypatch.setenv("PAYMENTS_LAB_DIR", lab["state_dir"])
     default = Path(lab["inventory"]) == REPO / "inventories" / "lab" / "hosts.yml"
@@ -34,7 +53,13 @@ def events_of(events, kind: str) -> list[dict]:
     return [event for event in events if event.get("event") == kind]
 
 
-def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(lab, runbook_env, tmp_path):
+def task_sources(events) -> set[str]:
+    """The directories the run's tasks were read from (the collection's roles and playbooks)."""
+    return {event["event_data"]["task_path"].split("/ansible_collections/")[0]
+            for event in events_of(events, "playbook_on_task_start") if "/ansible_collections/payments/" in event["event_data"].get("task_path", "")}
+
+
+def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(lab, runbook_env, installed_collection, tmp_path):
     [before] = live(lab["production_url"])[0]
     target = other_release(before)
     deployed = ansible_runner.run(private_data_dir=str(REPO / "runbooks" / "deploy"), playbook="payments.deploy.deploy",
@@ -49,6 +74,7 @@ def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(la
     assert not events_of(events, "runner_on_failed") or all(e["event_data"].get("ignore_errors") for e in events_of(events, "runner_on_failed"))
     assert live(lab["production_url"])[0] == {target}
     assert journal(lab, "deploy")["release_to"] == target
+    assert task_sources(events) == {str(installed_collection)}, "every task came from the installed tarball"
 
     artifacts = tmp_path / "rollback"
     command = [str(RUNNER), "run", str(REPO / "runbooks" / "rollback"), "-p", "payments.deploy.rollback",
@@ -67,3 +93,4 @@ def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(la
     assert [event["event_data"]["host"] for event in flips] == ["lb1"] and flips[0]["event_data"]["res"]["changed"] is True
     assert live(lab["production_url"])[0] == {before}
     assert journal(lab, "rollback")["release_to"] == before
+    assert task_sources(rollback_events) == {str(installed_collection)}
