@@ -22,14 +22,7 @@ description:
 author: "Payments Platform Team (@payments-platform)"
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: The module only reads from Prometheus.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - payments.deploy.info_module
 options:
   prometheus_url:
     description: Base URL of Prometheus (C(http://) or C(https://)).

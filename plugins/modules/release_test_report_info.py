@@ -24,14 +24,7 @@ requirements:
   - cryptography
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-    details: Reads and judges as in a normal run.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
+  - payments.deploy.info_module
 options:
   path:
     description:
