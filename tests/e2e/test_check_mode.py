@@ -78,6 +78,7 @@ def snapshot(lab: dict) -> dict:
         "columns": query(lab, "SELECT table_name, column_name, data_type FROM information_schema.columns "
                               "WHERE table_schema = 'public' ORDER BY 1, 2"),
         "webhook endpoints": webhook_endpoints(lab),
+        "lab state": sorted(path.name for path in state_dir.iterdir()),  # e.g. no scratch cluster of a drill
     }
 
 
@@ -168,6 +169,9 @@ OTHER_PLAYBOOKS = [
     ("unlock.yml", ["-e", "deploy_environment=production", "-e", "reason=check mode rehearsal"], "ok="),
     ("promote.yml", ["-e", "release_version={other}"], "Check mode: production would be switched"),
     ("loadbalancer.yml", [], "check mode: would reload HAProxy"),
+    ("dr_drill.yml", [], "Check mode: the drill would restore logical backup"),
+    ("maintenance_daily.yml", ["-e", "maintenance_refund_rate_target=100"], "ok="),  # every lab smoke payment is refunded
+    ("maintenance_weekly.yml", [], "ok="),
 ]
 
 

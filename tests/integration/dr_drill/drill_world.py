@@ -71,7 +71,7 @@ class DrillRun(t.NamedTuple):
     result: dict[str, t.Any] | None
 
 
-def run_drill(collections_dir: Path, workdir: Path, variables: dict[str, t.Any]) -> DrillRun:
+def run_drill(collections_dir: Path, workdir: Path, variables: dict[str, t.Any], *flags: str) -> DrillRun:
     """ansible-playbook applying payments.deploy.dr_drill on localhost; the drill's registered result read from a file
     a last play writes, whether the drill passed or failed."""
     playbook = workdir / "drill.yml"
@@ -86,7 +86,7 @@ def run_drill(collections_dir: Path, workdir: Path, variables: dict[str, t.Any])
     extra.write_text(json.dumps(variables))
     env = ansible_env(collections_dir, callback="ansible.builtin.default")
     proc = subprocess.run([PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
-                           "-e", f"@{extra}", str(playbook)], capture_output=True, text=True, check=False, timeout=900,
+                           "-e", f"@{extra}", *flags, str(playbook)], capture_output=True, text=True, check=False, timeout=900,
                           env=env, cwd=workdir)
     result = json.loads(result_file.read_text()) if result_file.exists() else None
     return DrillRun(proc.returncode, proc.stdout + proc.stderr, result)

@@ -76,6 +76,20 @@ def test_a_drill_restores_the_newest_backup_verifies_it_and_records_rto_and_rpo(
 
 
 @pytest.mark.timeout(300)
+def test_check_mode_names_the_backup_it_would_restore_and_creates_nothing(
+        collections_dir: Path, cluster: PostgresCluster, service_db: str, workdir: Path, key: str) -> None:
+    newest = take_backup(collections_dir, cluster, service_db, workdir / "backups", key)
+    variables = drill_vars(workdir, service_db, key)
+    run = run_drill(collections_dir, workdir, variables, "--check", "--diff")
+    assert run.rc == 0, run.output[-6000:]
+    assert f"Check mode: the drill would restore logical backup {newest['backup_id']} into a scratch cluster" in run.output
+    assert "nothing was restored" in run.output
+    assert run.result is None, "no drill result: nothing was drilled"
+    assert journal_records(workdir) == []
+    assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
+
+
+@pytest.mark.timeout(300)
 def test_a_scratch_port_in_use_is_refused_before_anything_is_restored(
         collections_dir: Path, cluster: PostgresCluster, service_db: str, workdir: Path, key: str) -> None:
     take_backup(collections_dir, cluster, service_db, workdir / "backups", key)
