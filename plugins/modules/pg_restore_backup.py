@@ -16,8 +16,8 @@ description:
     while checking every chunk's authentication tag, the last-chunk flag, the zstd checksum, the sha256 of the stored
     object against the manifest and that the object was made for this backup (its header binds the backup id, database
     and creation time). A tampered, truncated, reordered, swapped or wrongly keyed backup fails with a message saying which.
-  - By default the authenticated chunks stream straight into C(pg_restore) of the new database (O(verify_first=false)):
-    damage found part-way drops the new database, and O(target_db) is never touched. With O(verify_first=true) the whole
+  - By default the authenticated chunks stream straight into C(pg_restore) of the new database (O(verify_first=false)).
+    Damage found part-way drops the new database, and O(target_db) is never touched. With O(verify_first=true) the whole
     backup is checked into a temporary file first, and a damaged backup fails before any database is created.
   - Restores it with C(pg_restore) into a new database C(<target_db>_restore_<UTC time>) with the owner, encoding, locale,
     privileges (C(GRANT ... ON DATABASE)) and settings (C(ALTER DATABASE ... SET)) of the database it replaces, and compares
@@ -102,7 +102,7 @@ options:
       - With V(true), the whole backup is read, authenticated and decrypted into the temporary file (see O(temp_dir))
         before the server is touched; a damaged backup then fails without any database being created. The restore reads
         that file afterwards, so the backup is read twice.
-      - With V(false), the backup is streamed: each chunk is authenticated before it is handed to C(pg_restore), which
+      - With V(false), the backup is streamed. Each chunk is authenticated before it is handed to C(pg_restore), which
         restores into the new database while the rest is still being read. C(pg_restore) never receives a byte that
         failed authentication. A damaged or truncated backup is found when the stream reaches the damage; the new
         database is then dropped and O(target_db) is untouched, as with V(true). The swap only happens after the whole
@@ -125,7 +125,8 @@ options:
   temp_dir:
     description:
       - Directory for the verified, decrypted backup with O(verify_first) or O(jobs) above V(1) (plaintext, mode C(0600),
-        named C(payments-restore-*), removed at the end); use an encrypted disk or a tmpfs. A streamed restore writes no file. It holds the decrypted zstd stream, about the size of the stored object (RV(sizes.stored_bytes)); with
+        named C(payments-restore-*), removed at the end); use an encrypted disk or a tmpfs. A streamed restore writes no
+        file. It holds the decrypted zstd stream, about the size of the stored object (RV(sizes.stored_bytes)); with
         O(jobs) above 1 it holds the uncompressed dump (RV(sizes.dump_bytes)), since a parallel C(pg_restore) must seek in it.
       - The system temporary directory when omitted.
     type: path
@@ -194,7 +195,7 @@ queries:
 timings:
   description:
     - Seconds per stage (connect, fetch_and_decrypt, create, pg_restore, analyze, verify, swap, total).
-    - A streamed restore (O(verify_first=false)) has no fetch_and_decrypt stage: fetching, authenticating and decrypting
+    - A streamed restore (O(verify_first=false)) has no fetch_and_decrypt stage. Fetching, authenticating and decrypting
       overlap with C(pg_restore) and are part of its time.
   returned: always
   type: dict
