@@ -102,8 +102,11 @@ class RestoreBench:
 
     def module(self, name: str, **options: t.Any) -> None:
         drop(self.cluster, name)  # the module creates it
-        run_module(backup_bench.pg_restore_backup, {**self.cluster.login(), "backup_id": self.backup_id, "src_dir": str(self.store),
-                                                    "target_db": name, "encryption_key": self.key, "temp_dir": str(self.work), **options})
+        result = run_module(backup_bench.pg_restore_backup, {**self.cluster.login(), "backup_id": self.backup_id, "src_dir": str(self.store),
+                                                             "target_db": name, "encryption_key": self.key, "temp_dir": str(self.work),
+                                                             **options})
+        stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in result["timings"].items())
+        log(f"    module stages (s): {stages}")
 
     def recover_file(self, name: str, jobs: int = 1) -> None:
         archive = self.work / "recovered.dump"
