@@ -53,6 +53,10 @@ def test_local_round_trip_restores_identical_data_and_keeps_the_replaced_databas
     assert files_in(temp) == [], "the decrypted dump is removed"
     assert restore["verification"]["streamed"] is True, "by default the chunks go straight into pg_restore"
     assert "fetch_and_decrypt" not in restore["timings"] and restore["timings"]["pg_restore"] > 0
+    # every restored table was analyzed before the swap (the planner has statistics from the first query)
+    analyzed = cluster.execute("SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables ORDER BY 1", dbname=database)
+    assert analyzed == [("customers", True), ("payments", True), ("receipts", True)], analyzed
+    assert "ANALYZE each of the 3 tables above, 2 sessions at once" in restore["queries"]
     assert restore["sizes"]["dump_bytes"] == manifest["sizes"]["dump_bytes"]
     kept = restore["kept_database"]
     assert kept.startswith(f"{database}_before_restore_")
