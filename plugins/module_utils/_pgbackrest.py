@@ -222,6 +222,8 @@ def unreadable_cause(messages: list[str]) -> str:
     answer = S3_ERROR.search(text)
     if answer:
         return f"S3 answered {answer.group(1)}: {answer.group(2) or 'no message'}"
+    if "unable to find hostname" in text:
+        return "TLS: the S3 endpoint's certificate does not name the host connected to (repo1-s3-endpoint, repo1-storage-host)"
     if "certificate" in text:
         return "TLS: the S3 endpoint's certificate is not trusted (repo1-storage-ca-file) or does not name the endpoint"
     return "a wrong cipher pass?"

@@ -49,13 +49,15 @@ def stop_process(process: subprocess.Popen[bytes] | None) -> None:
 
 
 class S3TlsWorld:
-    """moto on ``moto_port`` (HTTP), HAProxy on ``port`` (TLS for ``localhost``), a bucket and a key allowed to use it."""
+    """moto on ``moto_port`` (HTTP), HAProxy on ``port`` (TLS for ``localhost``), a bucket and a key allowed to use it;
+    HAProxy also on ``wrong_name_port``, with a certificate from the same CA for another host name only."""
 
     def __init__(self, directory: Path, bucket: str = "payments-pgbackrest") -> None:
         self.directory = directory
         self.bucket = bucket
         self.moto_port = free_port()
         self.port = free_port()
+        self.wrong_name_port = free_port()
         self.pki = Pki(directory / "pki", ca_name="Payments S3 Test CA")
         # pgBackRest reads the CA file as the cluster's OS user
         for path in (directory, self.pki.directory, self.pki.ca_path):
@@ -75,14 +77,19 @@ class S3TlsWorld:
         leaf = self.pki.issue(HOST, [HOST, "127.0.0.1"], file_name="s3")
         bundle = self.directory / "s3-bundle.pem"
         bundle.write_bytes(leaf.cert_path.read_bytes() + leaf.key_path.read_bytes())
+        other = self.pki.issue("s3.other.invalid", ["s3.other.invalid"], file_name="s3-other-name")
+        other_bundle = self.directory / "s3-other-name-bundle.pem"
+        other_bundle.write_bytes(other.cert_path.read_bytes() + other.key_path.read_bytes())
         config = self.directory / "haproxy.cfg"
         config.write_text("\n".join([
             "global", "  maxconn 256", "defaults", "  mode tcp", "  timeout connect 5s", "  timeout client 60s", "  timeout server 60s",
             "frontend s3_tls", f"  bind 127.0.0.1:{self.port} ssl crt {bundle}", "  default_backend moto",
+            "frontend s3_tls_other_name", f"  bind 127.0.0.1:{self.wrong_name_port} ssl crt {other_bundle}", "  default_backend moto",
             "backend moto", f"  server moto 127.0.0.1:{self.moto_port}", ""]), encoding="utf-8")
         haproxy = subprocess.Popen([str(HAPROXY), "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.processes.append(haproxy)
         wait_for_port(self.port, haproxy, "haproxy")
+        wait_for_port(self.wrong_name_port, haproxy, "haproxy")
         self.set_up_account()
 
     def set_up_account(self) -> None:

@@ -1,7 +1,7 @@
 """The S3 repository for real: payments.deploy.pgbackrest with pgbackrest_repo_type=s3 against an S3 endpoint over TLS
 (moto behind HAProxy, a certificate from a throw-away CA). The stanza, WAL archiving, a full and an incremental backup
 land encrypted in the bucket; a point-in-time restore comes back from it; a CA that does not sign the endpoint, a wrong
-secret key and a missing bucket fail clearly before anything changes."""
+secret key, a certificate for another host name and a missing bucket fail clearly before anything changes."""
 
 from __future__ import annotations
 
@@ -167,6 +167,10 @@ def untrusted_ca(s3: S3TlsWorld) -> dict[str, t.Any]:
 
 FAILURES: dict[str, tuple[t.Callable[[S3TlsWorld], dict[str, t.Any]], list[str]]] = {
     "untrusted_ca": (untrusted_ca, ["TLS", "certificate", "unable to verify certificate presented by 'localhost:"]),
+    # signed by the trusted CA, but for another host name: refused all the same
+    "certificate_for_another_name": (lambda s3: {"pgbackrest_s3_port": s3.wrong_name_port},
+                                     ["TLS: the S3 endpoint's certificate does not name the host connected to",
+                                      "unable to find hostname 'localhost'"]),
     "wrong_secret_key": (lambda s3: {"pgbackrest_s3_key_secret": "W" + s3.key_secret[1:]}, ["S3 answered SignatureDoesNotMatch"]),
     "missing_bucket": (lambda s3: {"pgbackrest_s3_bucket": "payments-pgbackrest-missing"}, ["S3 answered NoSuchBucket", "bucket does not exist"]),
 }

@@ -13,6 +13,7 @@ S3_REFUSAL = ("raised from remote-0 protocol on 'localhost': HTTP request failed
               "GET /payments-pgbackrest/?list-type=2\n*** Response Content ***:\n<?xml version=\"1.0\"?><Error>"
               "<Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message></Error>")
 TLS_REFUSAL = "[CryptoError] unable to verify certificate presented by 'localhost:21443': [20] unable to get local issuer certificate"
+NAME_REFUSAL = "[CryptoError] unable to find hostname 'localhost' in certificate common name or subject alternative names"
 CIPHER_REFUSAL = "[CryptoError] cipher header invalid\nHINT: is or was the repo encrypted?"
 
 
@@ -25,6 +26,7 @@ def stanza(message: str) -> dict[str, t.Any]:
     (S3_REFUSAL, "(S3 answered SignatureDoesNotMatch: The request signature we calculated does not match)",
      "HTTP request failed with 403 (Forbidden)"),
     (TLS_REFUSAL, "(TLS: the S3 endpoint's certificate is not trusted", "unable to verify certificate"),
+    (NAME_REFUSAL, "(TLS: the S3 endpoint's certificate does not name the host connected to", "unable to find hostname 'localhost'"),
     (CIPHER_REFUSAL, "(a wrong cipher pass?)", "cipher header invalid"),
 ])
 def test_the_cause_is_named_with_the_first_line_of_each_message(message: str, cause: str, detail: str) -> None:
