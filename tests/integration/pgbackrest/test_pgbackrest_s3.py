@@ -199,3 +199,35 @@ def test_an_unusable_s3_repository_fails_clearly_and_changes_nothing(case: str, 
     assert settings[1][1] == "off", "the cluster does not archive"
     assert s3.objects() == objects, "nothing written to the bucket"
     assert "payments-pgbackrest-missing" not in [b["Name"] for b in s3.s3().list_buckets()["Buckets"]]
+
+
+def test_check_mode_against_the_bucket_says_what_it_would_do_and_writes_nothing(s3: S3TlsWorld, bystander: tuple[Cluster, dict[str, t.Any]],
+                                                                                collections_dir: Path) -> None:
+    cluster, variables = bystander
+    objects = s3.objects()
+    settings = cluster.sql("SELECT name, setting FROM pg_settings WHERE name IN ('archive_mode', 'archive_command') ORDER BY name")
+    config = Path(variables["pgbackrest_config_path"])  # the refused runs above may have left one with other settings
+    config_before = config.read_text(encoding="utf-8") if config.exists() else None
+    rc, report, output = run_playbook(collections_dir, cluster.base, play([SETUP], variables), "--check")
+    assert rc == 0, output[-4000:]
+    result = task_results(report)["payments.deploy.pgbackrest : Archive the WAL, create and check the stanza, take the first full backup"]
+    assert result["changed"] is True and result.get("failed") is not True
+    print("\n" + "\n".join(f"{c['purpose']}: rc {c['rc']}" for c in result["commands"]))
+    # what would change is listed, not run; what reads the repository ran (against the bucket, with the rendered settings)
+    would = [c for c in result["commands"] if c["purpose"] in ("set archive_mode", "create the stanza", "take the first full backup")]
+    assert len(would) == 3 and all(c["rc"] is None for c in would), would
+    assert cluster.sql("SELECT name, setting FROM pg_settings WHERE name IN ('archive_mode', 'archive_command') ORDER BY name") == settings
+    assert s3.objects() == objects, "nothing written to the bucket"
+    assert (config.read_text(encoding="utf-8") if config.exists() else None) == config_before, "no configuration written"
+    assert s3.key_secret not in output and variables["pgbackrest_cipher_pass"] not in output
+    # the settings were rendered into a private directory for the check, removed afterwards
+    [scratch] = {arg.split("=", 1)[1] for c in result["commands"] for arg in c["command"] if arg.startswith("--config=")}
+    assert "pgbackrest-check-" in scratch and not Path(scratch).parent.exists()
+    # and the check did read the bucket with them: a wrong secret key fails the check run, as it would the real one
+    wrong = {**variables, "pgbackrest_s3_key_secret": "W" + s3.key_secret[1:], "pgbackrest_options": {"io-timeout": 5}}
+    rc, report, output = run_playbook(collections_dir, cluster.base, play([SETUP], wrong), "--check")
+    assert rc != 0
+    failed = task_results(report)["payments.deploy.pgbackrest : Archive the WAL, create and check the stanza, take the first full backup"]
+    assert "S3 answered SignatureDoesNotMatch" in failed["msg"], failed["msg"]
+    assert s3.objects() == objects
+    assert not list(Path(scratch).parent.parent.glob("pgbackrest-check-*")), "the private directory is removed after a failure too"
