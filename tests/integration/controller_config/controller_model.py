@@ -265,16 +265,18 @@ def collect_set_names(node: Any, names: set[str]) -> None:
 
 
 def usage_lines(path: Path) -> list[str]:
-    """The header's `ansible-playbook <this playbook> ...` lines: the documented way to call it."""
+    """The header's `ansible-playbook <this playbook> ...` lines (by FQCN, payments.deploy.<name>, or by path): the
+    documented way to call it."""
     lines = []
     for line in path.read_text().splitlines():
         if line == "---":
             continue
         if not line.startswith("#"):
             break
-        match = re.match(r"#\s+ansible-playbook\s+\S*" + re.escape(path.name) + r"\b(.*)$", line)
+        called = r"(?:\S*" + re.escape(path.name) + r"|payments\.deploy\." + re.escape(path.stem) + r")"
+        match = re.match(r"#\s+ansible-playbook\s+" + called + r"(?P<rest>(?:\s.*)?)$", line)
         if match:
-            lines.append(match.group(1))
+            lines.append(match.group("rest"))
     return lines
 
 
