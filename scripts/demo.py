@@ -154,8 +154,8 @@ def main() -> int:
     for run in timings:
         phases = ", ".join(f"{p['phase']}: {p['seconds']:.1f}" for p in run["phases"])
         print(f"{run['run']:22} total {run['total_seconds']:6.1f}  ({phases})")
-    print("\nTry: lab/labctl status | make test | ansible-playbook playbooks/rollback.yml | "
-          "ansible-playbook playbooks/smoke_test.yml")
+    print("\nTry: lab/labctl status | make test | ansible-playbook payments.deploy.rollback | "
+          "ansible-playbook payments.deploy.smoke_test")
     return 0
 
 
