@@ -419,18 +419,7 @@ class Restore(BackupRun):
         """Check mode: the full decode, into ``pg_restore --file=/dev/null`` (a complete parse), nothing on disk."""
         argv = [pg_restore, "--file=/dev/null"]
         self.commands.append(argv)
-        child = pg.Child(argv, self.conn, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
-        feeder = pg.Feeder(child.feed)
-        try:
-            reader = self.decode(feeder)
-            feeder.close()
-            child.close_stdin()
-            child.check()
-        except BaseException:
-            child.kill()
-            feeder.close_quietly()
-            raise
-        return reader
+        return self.stream_into(argv)[1]
 
     # --- the databases -------------------------------------------------------------------------------------------
 
@@ -449,7 +438,8 @@ class Restore(BackupRun):
         return [pg_restore, "--no-password", "--exit-on-error", f"--dbname={self.conn.conninfo(database)}"]
 
     def stream_into(self, argv: list[str]) -> tuple[str, crypto.BackupReader]:
-        """Store -> sha256 -> authenticated decryption -> decompression -> pg_restore's stdin, in one pass."""
+        """Store -> sha256 -> authenticated decryption -> decompression -> pg_restore's stdin, in one pass (a restore, or
+        the check-mode parse into /dev/null)."""
         child = pg.Child(argv, self.conn, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
         feeder = pg.Feeder(child.feed)  # writing overlaps with reading and decrypting the next chunk
         try:
