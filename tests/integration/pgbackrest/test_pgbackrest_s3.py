@@ -148,10 +148,11 @@ def test_a_point_in_time_restore_comes_back_from_the_bucket(s3_deployed: S3Deplo
 
 @pytest.fixture(scope="module")
 def bystander(s3: S3TlsWorld) -> t.Iterator[tuple[Cluster, dict[str, t.Any]]]:
-    """A cluster that does not archive yet, and its role variables for the endpoint, for the failures: none may change it."""
+    """A cluster that does not archive yet, and its role variables for the endpoint, for the failures: none may change it.
+    Its stanza is its own: the bucket already holds the deployed cluster's `payments` stanza, under another cipher pass."""
     base, cluster, dummy = make_world("pgbackrest-s3-refused-")
     try:
-        yield cluster, {**role_vars(cluster, secrets.token_urlsafe(30)), **s3.role_vars()}
+        yield cluster, {**role_vars(cluster, secrets.token_urlsafe(30)), **s3.role_vars(), "pgbackrest_stanza": "bystander"}
     finally:
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
