@@ -184,6 +184,10 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_stats(self, stats):
         record = self.ensure_record()
+        if not self.get_option("dir") and not self.inventory.get("deploy_journal_dir"):
+            # checked first: no Prometheus query and no chart for a report that is not written
+            self._display.vv("run_report: no report (neither the dir option nor deploy_journal_dir is set)")
+            return
         try:
             summary = {host: stats.summarize(host) for host in sorted(stats.processed)}
             prometheus = self.get_option("prometheus_url") or self.inventory.get("payments_prometheus_url")
@@ -193,9 +197,6 @@ class CallbackModule(CallbackBase):
                                  record.samples, record.started, ended)
             png, chart_note = render_png(chart, [switch["at"] - record.started for switch in record.switches], ended - record.started)
             report = record.build(summary, self.lines, self.map_problem, chart)
-            if not self.get_option("dir") and not self.inventory.get("deploy_journal_dir"):
-                self._display.vv("run_report: no report (neither the dir option nor deploy_journal_dir is set)")
-                return
             directory = self.get_option("dir") or f"{self.inventory.get('deploy_journal_dir')}/reports"
             paths = write_report(str(directory), report, png, chart_note)
         except Exception as exc:  # pylint: disable=broad-exception-caught

@@ -10,6 +10,7 @@ import pytest
 
 from helpers import has_column, journal, journal_dir, live, map_colour, smoke_payments, stripe_intents
 from loadgen import LoadGenerator, summarize
+from signoff_evidence import assert_signed_off_and_recorded
 
 pytestmark = pytest.mark.timeout(900)
 HERE = Path(__file__).resolve().parent
@@ -90,6 +91,8 @@ def test_deploy_switches_every_host_without_dropping_a_request(lab, playbook):
     [days_left] = re.findall(r"The production frontend serves CN=lb1\.payments\.lab.*?chain verified, name matches,\s+"
                              r"(\d+) days left \(minimum 30\),\s+TLSv1\.[23]", run.text, re.S)
     assert int(days_left) > 30
+    # The production gate: who signed off this very artifact, in the journal and the run report.
+    assert_signed_off_and_recorded(lab, run, "1.1.0")
 
 
 def test_deploy_migrated_the_schema_and_proved_payments(lab):
@@ -99,6 +102,11 @@ def test_deploy_migrated_the_schema_and_proved_payments(lab):
     assert migration["heads"] == {"before": "0002_payments_and_events", "after": "0004_payments_created_at_index"}
     assert migration["contract_applied"] is False
     assert has_column(lab, "payments", "description")
+    # Backed up before the migration: a verified, encrypted dump of 1.0.0's database, in the bucket.
+    backup = record["backup"]
+    assert backup["id"] and len(backup["sha256"]) == 64 and backup["created"] > 0
+    assert backup["migration_head"] == "0002_payments_and_events"
+    assert any(location.startswith("s3://payments-backups/production/postgres/") for location in backup["locations"])
     # Smoke payments through the service: on the idle colour before the switch, then through the frontend.
     assert record["smoke"]["passed"] is True
     assert record["staging_gate"]["passed"] is True and record["staging_gate"]["evidence"]["release"] == "1.1.0"

@@ -44,10 +44,13 @@ def test_rollback_after_a_contract_change_restores_without_losing_payments(lab, 
         assert playbook("migrate.yml", "-e", "release_version=1.1.0").rc == 0
     assert has_column(lab, "payments", "description")
 
-    # This fixture release never ran on staging: the gate is overridden, with the reason journalled.
+    # This fixture release never ran on staging: the gate is overridden, with the reason journalled. Both runs go at
+    # the highest verbosity: a full deploy (backup, contract migration, smoke payments, switch, journal) and a
+    # restoring rollback must print none of the lab's secrets.
     deploy = playbook("deploy.yml", "-e", f"release_version={release_with_contract_change}",
-                      "-e", 'staging_gate_override="contract-change fixture release, built for this test only"')
+                      "-e", 'staging_gate_override="contract-change fixture release, built for this test only"', "-vvvv")
     assert deploy.rc == 0
+    assert_no_secret(lab, deploy.text, "deploy")
     record = journal(lab, "deploy")
     assert record["migration"]["applied"] == ["0005_drop_payments_description"]
     assert record["migration"]["contract_applied"] is True
@@ -56,8 +59,9 @@ def test_rollback_after_a_contract_change_restores_without_losing_payments(lab, 
                                       "override": "contract-change fixture release, built for this test only"}
     made_after_backup = set(smoke_payments(record))
 
-    rollback = playbook("rollback.yml")
+    rollback = playbook("rollback.yml", "-vvvv")
     assert rollback.rc == 0
+    assert_no_secret(lab, rollback.text, "rollback")
     assert live(lab["production_url"])[0] == {"1.1.0"}
     assert "Restored payments from " + record["backup"]["id"] in rollback.text
     assert has_column(lab, "payments", "description"), "the pre-deploy schema was not restored"
@@ -66,3 +70,9 @@ def test_rollback_after_a_contract_change_restores_without_losing_payments(lab, 
     stored = {row[0] for row in query(lab, "SELECT payload->'data'->'object'->>'id' FROM stripe_events "
                                            "WHERE type = 'payment_intent.succeeded'")}
     assert made_after_backup <= stored, "payments made after the backup were lost by the rollback"
+
+
+def assert_no_secret(lab: dict, output: str, run: str) -> None:
+    assert len(output) > 100000, f"the {run} output is too short to be -vvvv's"
+    for name, value in lab["secrets"].items():
+        assert value not in output, f"secret {name} appeared in the {run} output"

@@ -21,7 +21,7 @@ from faults import (Fault, KilledRun, Outage, assert_one_coherent_release, fault
 from helpers import journal_dir, query, versions_or_nothing
 
 pytestmark = [pytest.mark.timeout(600),
-              pytest.mark.skipif(os.environ.get("PAYMENTS_E2E_FAULTS") != "1",
+              pytest.mark.skipif(os.environ.get("PAYMENTS_E2E_FAULTS") not in ("1", "all"),
                                  reason="the fault suite runs on a lab of its own in `make e2e` (alone: `make e2e-faults`)")]
 
 KEPT = "SELECT count(*) FROM pg_database WHERE datname LIKE 'payments\\_before\\_restore\\_%'"
