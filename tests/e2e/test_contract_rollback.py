@@ -51,6 +51,8 @@ def test_rollback_after_a_contract_change_restores_without_losing_payments(lab, 
                       "-e", 'staging_gate_override="contract-change fixture release, built for this test only"', "-vvvv")
     assert deploy.rc == 0
     assert_no_secret(lab, deploy.text, "deploy")
+    assert (f'The staging gate is overridden for {release_with_contract_change}: '
+            '"contract-change fixture release, built for this test only" (journalled).') in deploy.text
     record = journal(lab, "deploy")
     assert record["migration"]["applied"] == ["0005_drop_payments_description"]
     assert record["migration"]["contract_applied"] is True
