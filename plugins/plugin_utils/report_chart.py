@@ -15,7 +15,6 @@ import json
 import math
 import urllib.parse
 
-from ansible.module_utils.urls import open_url
 
 SAMPLE_ACTIONS = ("payments.deploy.frontend_sample_info", "payments.deploy.payment_probe", "payments.deploy.smoke_test")
 MAX_BUCKETS = 60
@@ -93,6 +92,9 @@ def prometheus_queries(environment: str | None, window: int) -> dict[str, str]:
 
 def query_range(url: str, query: str, start: float, end: float, step: float, timeout: float) -> list[tuple[float, float]]:
     params = urllib.parse.urlencode({"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
+    # imported here: ansible's urls module (and cryptography with it) only when Prometheus is asked
+    from ansible.module_utils.urls import open_url  # pylint: disable=import-outside-toplevel
+
     with open_url(f"{url.rstrip('/')}/api/v1/query_range?{params}", timeout=timeout) as answer:
         body = json.load(answer)
     if body.get("status") != "success":

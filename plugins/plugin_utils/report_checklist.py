@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import yaml
+from ansible.module_utils.common.yaml import yaml_load
 
 from ansible_collections.payments.deploy.plugins.plugin_utils.report_fields import MISSING
 
@@ -27,7 +28,9 @@ def load_map(path: str | None) -> tuple[list[dict], str | None]:
     """The lines of the map at PATH (the collection's own map when None) and why none could be read."""
     source = Path(path) if path else DEFAULT_MAP
     try:
-        data = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+        # libyaml's safe loader when PyYAML has it: the map is read at the start of every playbook run (about 0.1 s
+        # instead of 0.8 s with the pure-Python loader)
+        data = yaml_load(source.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         return [], f"checklist map {source} not read: {exc.__class__.__name__}: {exc}"
     lines = data.get("lines") if isinstance(data, dict) else None
