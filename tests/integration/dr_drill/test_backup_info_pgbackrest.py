@@ -1,7 +1,7 @@
 """payments.deploy.backup_info with a stanza, against a real archiving PostgreSQL 15 cluster and a real encrypted
 pgBackRest repository: the newest backup with its type, stop time, age and sizes as pgbackrest info records them;
-max_age against it (and a stanza without a backup); a wrong cipher pass; and the last drill read back from the journal
-after a real pgBackRest drill."""
+max_age against it (and a stanza without a backup); a wrong cipher pass. (The last drill read back from the journal
+after a real pgBackRest drill: test_dr_drill_pgbackrest.py, on the drill it runs.)"""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 import typing as t
 from pathlib import Path
 
-from drill_world import backup_info, run_drill
-from pgbackrest_drill_world import EMPTY_STANZA, StanzaWorld, pgbackrest_vars, stanza_world, wait_until  # noqa: F401  pylint: disable=unused-import
+from drill_world import backup_info
+from pgbackrest_drill_world import EMPTY_STANZA, StanzaWorld, stanza_world, wait_until  # noqa: F401  pylint: disable=unused-import
 
 
 def stanza_args(world: StanzaWorld, **extra: t.Any) -> dict[str, t.Any]:
@@ -68,26 +68,3 @@ def test_a_wrong_cipher_pass_fails_naming_the_repository(collections_dir: Path, 
     assert result.get("failed") is True
     assert f"the repository of stanza '{world.repo.stanza}' cannot be read (a wrong cipher pass?)" in result["msg"], result["msg"]
     assert world.repo.cipher_pass not in str(result) and result["pgbackrest"] is None
-
-
-def test_the_last_drill_is_read_back_from_the_journal_after_a_pgbackrest_drill(
-        collections_dir: Path, stanza_world: StanzaWorld, workdir: Path) -> None:  # noqa: F811
-    world = stanza_world
-    variables = pgbackrest_vars(world, workdir)
-    run = run_drill(collections_dir, workdir, variables)
-    assert run.rc == 0 and run.result is not None, run.output[-4000:]
-    journal = {"journal_dir": str(workdir / "journal"), "environment": "drilltest"}
-    result = backup_info(collections_dir, stanza_args(world, **journal, max_age="1h", drill_max_age="35d"))
-    assert result.get("failed") is not True, result
-    drill = result["drill"]
-    assert drill["kind"] == "drill" and drill["passed"] is True and drill["environment"] == "drilltest"
-    assert drill["backup_id"] == run.result["backup_id"] == result["pgbackrest"]["label"]
-    assert drill["rto_seconds"] == run.result["rto_seconds"] and drill["rpo_seconds"] == run.result["rpo_seconds"]
-    assert drill["methods"]["pgbackrest"]["row_counts"] == run.result["methods"]["pgbackrest"]["row_counts"]
-    assert 0 <= drill["age_seconds"] < 600
-    # another environment has no drill; a drill older than drill_max_age fails naming the environment
-    other = backup_info(collections_dir, {"journal_dir": journal["journal_dir"], "environment": "staging"})
-    assert other.get("failed") is not True and other["drill"] is None
-    assert wait_until(lambda: backup_info(collections_dir, {**journal, "drill_max_age": "1s", "fail_on_stale": False})["stale"] != [])
-    stale = backup_info(collections_dir, {**journal, "drill_max_age": "1s"})
-    assert stale.get("failed") is True and "the newest disaster-recovery drill of drilltest is" in stale["msg"], stale

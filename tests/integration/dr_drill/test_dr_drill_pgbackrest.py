@@ -1,7 +1,8 @@
 """The pgBackRest half of the dr_drill role through ansible-playbook on localhost, against a real archiving PostgreSQL 15
 cluster and a real encrypted pgBackRest repository: the newest backup plus the archived WAL after it is restored into
 a scratch cluster, verified, measured (RPO from the newest recoverable transaction) and journalled, and the scratch
-cluster is gone afterwards; a stanza without a backup and a wrong cipher pass fail clearly."""
+cluster is gone afterwards, and backup_info reads that drill back from the journal; a stanza without a backup and a
+wrong cipher pass fail clearly."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from drill_world import postgres_processes, run_drill, take_backup
-from pgbackrest_drill_world import DATABASE, EMPTY_STANZA, StanzaWorld, pgbackrest_vars, stanza_world  # noqa: F401  pylint: disable=unused-import
+from drill_world import backup_info, postgres_processes, run_drill, take_backup
+from pgbackrest_drill_world import DATABASE, EMPTY_STANZA, StanzaWorld, pgbackrest_vars, stanza_world, wait_until  # noqa: F401  pylint: disable=unused-import
 from test_dr_drill_role import assert_scratch_gone, journal_records
 
 
@@ -64,6 +65,27 @@ def test_the_newest_backup_and_the_wal_after_it_are_restored_verified_measured_a
     # the source's tablespace was restored into the scratch directory, never over the original
     assert tablespace_before and world.tablespace_files() == tablespace_before
     assert world.sql("SELECT pg_is_in_recovery()") == [["f"]] and world.count("payments") == live["public.payments"]
+    assert_backup_info_reads_the_drill_back(collections_dir, world, workdir, result)
+
+
+def assert_backup_info_reads_the_drill_back(collections_dir: Path, world: StanzaWorld, workdir: Path,
+                                            drilled: dict[str, t.Any]) -> None:
+    """payments.deploy.backup_info reads the drill back from the journal, with the stanza's newest backup."""
+    journal = {"journal_dir": str(workdir / "journal"), "environment": "drilltest"}
+    result = backup_info(collections_dir, world.repo.module_args(**journal, max_age="1h", drill_max_age="35d"))
+    assert result.get("failed") is not True, result
+    drill = result["drill"]
+    assert drill["kind"] == "drill" and drill["passed"] is True and drill["environment"] == "drilltest"
+    assert drill["backup_id"] == drilled["backup_id"] == result["pgbackrest"]["label"]
+    assert drill["rto_seconds"] == drilled["rto_seconds"] and drill["rpo_seconds"] == drilled["rpo_seconds"]
+    assert drill["methods"]["pgbackrest"]["row_counts"] == drilled["methods"]["pgbackrest"]["row_counts"]
+    assert 0 <= drill["age_seconds"] < 600
+    # another environment has no drill; a drill older than drill_max_age fails naming the environment
+    other = backup_info(collections_dir, {"journal_dir": journal["journal_dir"], "environment": "staging"})
+    assert other.get("failed") is not True and other["drill"] is None
+    assert wait_until(lambda: backup_info(collections_dir, {**journal, "drill_max_age": "1s", "fail_on_stale": False})["stale"] != [])
+    stale = backup_info(collections_dir, {**journal, "drill_max_age": "1s"})
+    assert stale.get("failed") is True and "the newest disaster-recovery drill of drilltest is" in stale["msg"], stale
 
 
 @pytest.mark.timeout(600)
