@@ -132,8 +132,8 @@ class Fault:
     # (the bake was Inconclusive: TO serves, the previous colour stays warm, a person decides) or "deployed" (TO
     # serves, journalled as a deploy: the fault did not touch the verdict) or "new release" (either of the last two).
     leaves: str = "previous"
-    # A variant of another fault of the same phase that takes the same recovery path (another dependency down where
-    # one already is): only the full matrix runs it (PAYMENTS_E2E_FAULTS=all, `make e2e-faults`), not `make test`.
+    # A fault whose path to its end state a core fault of the same phase (or another end-to-end test) already takes:
+    # only the full matrix runs it (PAYMENTS_E2E_FAULTS=all, `make e2e-faults`), not `make test`.
     extended: bool = False
 
     @property

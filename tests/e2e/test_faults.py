@@ -36,11 +36,12 @@ TABLE = REPO / "tests" / "output" / "fault-table.md"
 
 FAULTS: list[Fault] = [
     KilledRun("kill-9-preflight", "preflight", "killed while it plans: the lock names the dead run, nothing else "
-              "changed", delay=1.0),
+              "changed", delay=1.0, extended=True),
     Outage("stripe-down-preflight", "preflight", "the Stripe key check fails: nothing is touched", program="stripe"),
     HiddenAdminSocket("admin-socket-gone-preflight", "preflight", "the live colour cannot be read: nothing is touched",
                       extended=True),
-    KilledRun("kill-9-webhooks", "Stripe webhooks", "a dead controller holds the lock until unlock.yml", delay=1.0),
+    KilledRun("kill-9-webhooks", "Stripe webhooks", "a dead controller holds the lock until unlock.yml", delay=1.0,
+              extended=True),
     Outage("stripe-down-webhooks", "Stripe webhooks", "the endpoint cannot be updated: stops before any host",
            program="stripe"),
     KilledRun("kill-9-install", "install", "half-downloaded artifacts are redone by the next run", delay=2.0),
@@ -50,7 +51,8 @@ FAULTS: list[Fault] = [
            program="s3"),
     KilledRun("kill-9-backup", "backup", "a backup cut off is never counted (its manifest is written last); the "
               "next run takes a new one", delay=1.5),
-    Outage("postgres-down-migrate", "migrate", "no migration; customers get 503s, none is lost", program="postgres"),
+    Outage("postgres-down-migrate", "migrate", "no migration; customers get 503s, none is lost", program="postgres",
+           extended=True),
     KilledRun("kill-9-migrate", "migrate", "a migration cut off rolls back with its session; the next run applies it",
               delay=2.0),
     KilledRun("kill-9-release", "release", "killed while the idle colour restarts on the new release: customers "
@@ -62,7 +64,7 @@ FAULTS: list[Fault] = [
     Outage("stripe-down-smoke", "smoke test of the idle colour", "the idle colour's test payments fail: traffic is "
            "never moved", program="stripe"),
     KilledRun("kill-9-smoke", "smoke test of the idle colour", "killed in the idle colour's smoke test: it never "
-              "had traffic", delay=1.0),
+              "had traffic", delay=1.0, extended=True),
     HiddenAdminSocket("admin-socket-gone-switch", "switch", "the flip cannot be made: the intent is settled, "
                       "traffic stays"),
     KilledRun("kill-9-after-intent", "intent", "killed between the journalled intent and the flip: the next "
@@ -74,7 +76,7 @@ FAULTS: list[Fault] = [
     KilledRun("kill-9-right-after-flip", "flip", "killed between the flip and its verification: traffic is on a "
               "release nobody verified, the intent names it, rollback.yml resolves it and not an older record"),
     KilledRun("kill-9-bake", "bake", "killed while it judges the new release: the lock names the bake, the intent "
-              "stays unsettled, rollback.yml resolves it", delay=4.0, extra_args=("-e", "deploy_bake=true")),
+              "stays unsettled, rollback.yml resolves it", delay=4.0, extra_args=("-e", "deploy_bake=true"), extended=True),
     # A dependency both colours share goes down while the new release is judged: its failures are not blamed on it
     # (the same outage hits the previous colour), the bake is Inconclusive and a person decides; the runbook's
     # rollback.yml then goes back.
@@ -108,7 +110,7 @@ ROLLBACK_FAULTS: list[Fault] = [
 RUN_FAULTS = [fault for fault in FAULTS if FULL_MATRIX or not fault.extended]
 RUN_ROLLBACK_FAULTS = [fault for fault in ROLLBACK_FAULTS if FULL_MATRIX or not fault.extended]
 NOT_RUN = [{"fault": fault.name, "phase": ("rollback: " if fault in ROLLBACK_FAULTS else "") + fault.phase,
-            "outcome": "full matrix only (`make e2e-faults`): the same recovery path as another fault of its phase",
+            "outcome": "full matrix only (`make e2e-faults`): its path is a core fault's",
             "served": "-", "journal": "-", "payments": "-", "heal": "-"}
            for fault in [*FAULTS, *ROLLBACK_FAULTS] if fault.extended and not FULL_MATRIX]
 COVERED_ELSEWHERE = [
