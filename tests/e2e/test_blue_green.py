@@ -10,7 +10,6 @@ import pytest
 
 from helpers import has_column, journal, journal_dir, live, map_colour, smoke_payments, stripe_intents
 from loadgen import LoadGenerator, summarize
-from signoff_evidence import assert_signed_off_and_recorded
 
 pytestmark = pytest.mark.timeout(900)
 HERE = Path(__file__).resolve().parent
@@ -91,8 +90,6 @@ def test_deploy_switches_every_host_without_dropping_a_request(lab, playbook):
     [days_left] = re.findall(r"The production frontend serves CN=lb1\.payments\.lab.*?chain verified, name matches,\s+"
                              r"(\d+) days left \(minimum 30\),\s+TLSv1\.[23]", run.text, re.S)
     assert int(days_left) > 30
-    # The production gate: who signed off this very artifact, in the journal and the run report.
-    assert_signed_off_and_recorded(lab, run, "1.1.0")
 
 
 def test_deploy_migrated_the_schema_and_proved_payments(lab):
