@@ -141,7 +141,7 @@ e2e-fleet: venv system-packages collection
 	PAYMENTS_E2E_FLEET=1 $(PY) -m pytest tests/e2e/test_fleet.py -q -p no:cacheprovider
 
 # The full fault matrix alone on the first lab (34 faults in the phases of a deploy, a rollback and a restore, under
-# customer traffic; about 30 minutes). `make e2e` runs the core matrix (21: without the `extended` variants) on the
+# customer traffic; about 30 minutes). `make e2e` runs the core matrix (17: without the faults marked `extended`) on the
 # second lab beside the other suites.
 e2e-faults: FAULT_MATRIX = all
 e2e-faults: lab-up

@@ -43,20 +43,20 @@ FAULTS: list[Fault] = [
     KilledRun("kill-9-webhooks", "Stripe webhooks", "a dead controller holds the lock until unlock.yml", delay=1.0,
               extended=True),
     Outage("stripe-down-webhooks", "Stripe webhooks", "the endpoint cannot be updated: stops before any host",
-           program="stripe"),
+           program="stripe", extended=True),
     KilledRun("kill-9-install", "install", "half-downloaded artifacts are redone by the next run", delay=2.0),
     Outage("postgres-down-backup", "backup", "no dump can be taken: the deploy stops before the schema changes",
            program="postgres", extended=True),
     Outage("s3-down-backup", "backup", "no backup, no migration: the deploy stops before the schema changes",
            program="s3"),
     KilledRun("kill-9-backup", "backup", "a backup cut off is never counted (its manifest is written last); the "
-              "next run takes a new one", delay=1.5),
+              "next run takes a new one", delay=1.5, extended=True),
     Outage("postgres-down-migrate", "migrate", "no migration; customers get 503s, none is lost", program="postgres",
            extended=True),
     KilledRun("kill-9-migrate", "migrate", "a migration cut off rolls back with its session; the next run applies it",
               delay=2.0),
     KilledRun("kill-9-release", "release", "killed while the idle colour restarts on the new release: customers "
-              "stay on the live colour; the next run restarts the idle one", delay=2.0),
+              "stay on the live colour; the next run restarts the idle one", delay=2.0, extended=True),
     Outage("redis-down-smoke", "smoke test of the idle colour", "the idle colour's smoke test fails before traffic",
            program="redis", extended=True),
     Outage("postgres-down-smoke", "smoke test of the idle colour", "the idle colour cannot serve its test payments: "
@@ -82,7 +82,7 @@ FAULTS: list[Fault] = [
     # rollback.yml then goes back.
     Outage("stripe-down-bake", "bake", "payments fail on both colours: Inconclusive, not Failed; traffic stays, "
            "the previous colour warm, rollback.yml goes back", program="stripe",
-           extra_args=("-e", "deploy_bake=true"), leaves="awaiting-decision"),
+           extra_args=("-e", "deploy_bake=true"), leaves="awaiting-decision", extended=True),
     Outage("postgres-down-bake", "bake", "both colours leave HAProxy: Inconclusive, not Failed; rollback.yml goes "
            "back once PostgreSQL is back", program="postgres", extra_args=("-e", "deploy_bake=true"),
            leaves="awaiting-decision", extended=True),
