@@ -103,7 +103,7 @@ integration: venv collection system-packages
 # --durations: the slowest tests of each run, to keep the suites inside their time budget.
 FAULT_LAB_DIR := $(CURDIR)/.lab-faults
 FAULT_LAB_ENV := PAYMENTS_LAB_DIR=$(FAULT_LAB_DIR) ANSIBLE_INVENTORY=$(FAULT_LAB_DIR)/inventory/hosts.yml
-# The core fault matrix; FAULT_MATRIX=all adds the faults marked `extended` (variants of a fault of the same phase).
+# The core fault matrix; FAULT_MATRIX=all adds the faults marked `extended` (docs/fault-suite.md says which and why).
 FAULT_MATRIX ?= 1
 FAULT_SUITE = PAYMENTS_E2E_FAULTS=$(FAULT_MATRIX) $(PY) -m pytest tests/e2e/test_faults.py tests/e2e/test_restore_faults.py -q --durations=15 -p no:cacheprovider
 SECOND_LAB_E2E := tests/e2e/test_dr_drill.py tests/e2e/test_maintenance.py

@@ -15,7 +15,6 @@ import json
 import math
 import urllib.parse
 
-
 SAMPLE_ACTIONS = ("payments.deploy.frontend_sample_info", "payments.deploy.payment_probe", "payments.deploy.smoke_test")
 MAX_BUCKETS = 60
 # Fewer requests per bucket make a rate and a p95 that say little.
