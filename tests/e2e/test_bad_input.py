@@ -60,6 +60,7 @@ def test_unknown_version(lab, playbook, before):
     assert_untouched(lab, before)
 
 
+@pytest.mark.extended
 def test_malformed_version_is_reported_with_other_problems(lab, playbook, before):
     run = playbook("deploy.yml", "-e", "release_version=latest")
     assert run.rc != 0
@@ -108,6 +109,7 @@ def inventory_without_ports(lab, tmp_path):
     return copy / "hosts.yml"
 
 
+@pytest.mark.extended
 def test_missing_inventory_variable(lab, playbook, before, inventory_without_ports):
     run = playbook("deploy.yml", "-e", "release_version=1.0.0", inventory=inventory_without_ports,
                    env={"PAYMENTS_LAB_DIR": lab["state_dir"]})
@@ -135,6 +137,7 @@ def test_new_inputs_are_checked_together(lab, playbook, before):
     assert_untouched(lab, before)
 
 
+@pytest.mark.extended
 def test_certificate_expiring_within_the_minimum_stops_the_deploy(lab, playbook, before):
     """The lab's certificates are valid for a year: asking for 400 days left makes both fail, before anything changes."""
     run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "preflight_tls_min_days_valid=400")
@@ -147,6 +150,7 @@ def test_certificate_expiring_within_the_minimum_stops_the_deploy(lab, playbook,
     assert_untouched(lab, before)
 
 
+@pytest.mark.extended
 def test_certificate_for_another_name_stops_the_deploy(lab, playbook, before):
     endpoints = [{"name": "frontend", "host": "127.0.0.1", "port": int(lab["production_https_url"].rsplit(":", 1)[1]),
                   "server_name": "pay.payments.lab"}]
@@ -168,6 +172,7 @@ def test_a_key_of_another_stripe_account_is_refused_on_every_host(lab, playbook,
     assert_untouched(lab, before)
 
 
+@pytest.mark.extended
 def test_production_without_a_pinned_stripe_account_is_refused(lab, playbook, before):
     run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "payments_stripe_account_id=")
     assert run.rc != 0

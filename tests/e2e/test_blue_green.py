@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import has_column, journal, journal_dir, live, map_colour, smoke_payments, stripe_intents
+from helpers import has_column, journal, journal_dir, live, map_colour, smoke_payments, stripe_intents, versions_or_nothing
 from loadgen import LoadGenerator, summarize
 
 pytestmark = pytest.mark.timeout(900)
@@ -17,9 +17,12 @@ SWITCH_ANSWER_GRACE_S = 1.0
 
 
 def under_load(lab: dict, action):
-    """Run action() while persistent connections send requests through the production frontend."""
-    gen = LoadGenerator(lab["production_url"] + "/version", concurrency=4, duration=300, max_requests=200000,
-                        pause=0.005)
+    """Run action() while persistent connections send requests through the production frontend. About 100 requests a
+    second: a connection the switch resets fails its next request whatever the rate, and a faster load only takes CPU
+    from the deploy (400 a second made a deploy outlast a 300 s bound on a busy 2-core machine). The generator's own
+    bounds (14 minutes, 200,000 requests) only stop a runaway."""
+    gen = LoadGenerator(lab["production_url"] + "/version", concurrency=4, duration=840, max_requests=200000,
+                        pause=0.03)
     with gen:
         result = action()
     samples = gen.stop()
@@ -51,8 +54,8 @@ def assert_zero_downtime(samples, switched_at: float, old: str, new: str) -> Non
 
 
 def test_baseline_release_is_live(lab, playbook):
-    run = playbook("deploy.yml", "-e", "release_version=1.0.0")
-    assert run.rc == 0
+    if versions_or_nothing(lab["production_url"]) != {"1.0.0"}:  # the bake test leaves 1.0.0 live
+        assert playbook("deploy.yml", "-e", "release_version=1.0.0").rc == 0
     if has_column(lab, "payments", "description"):  # a 1.1.0 schema left by an earlier run: back to 1.0.0's
         reset = playbook(str(HERE / "playbooks" / "schema_of_release.yml"), "-e", "schema_head=0002_payments_and_events",
                          "-e", "newest_release=1.1.0")
@@ -141,6 +144,7 @@ def test_rollback_again_changes_nothing(lab, playbook):
     assert live(lab["production_url"])[0] == {"1.0.0"}
 
 
+@pytest.mark.extended
 def test_deploy_again_then_identical_run_changes_nothing(lab, playbook):
     run, samples = under_load(lab, lambda: playbook("deploy.yml", "-e", "release_version=1.1.0"))
     assert run.rc == 0

@@ -132,6 +132,7 @@ def test_check_mode_deploy_and_rollback_change_nothing(lab, playbook, deployed):
     assert "Check mode: traffic was not moved" in rollback.text
 
 
+@pytest.mark.extended
 def test_tags_are_listed_and_a_tagged_run_plans_first(lab, playbook, deployed):
     listed = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), str(REPO / "playbooks" / "deploy.yml"),
                              "--list-tags", "--list-tasks", "-e", "release_version=1.1.0"],
@@ -177,6 +178,7 @@ OTHER_PLAYBOOKS = [
 
 @pytest.mark.parametrize("name, arguments, says", OTHER_PLAYBOOKS,
                          ids=[entry[0] + ("-tagged" if "--tags" in entry[1] else "") for entry in OTHER_PLAYBOOKS])
+@pytest.mark.extended
 def test_every_other_playbook_runs_under_check_diff_and_changes_nothing(lab, playbook, deployed, name, arguments, says):
     before = snapshot(lab)
     run = playbook(name, "--check", "--diff", *[a.format(deployed=deployed, other=other_release(deployed)) for a in arguments])

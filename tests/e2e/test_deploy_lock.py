@@ -59,6 +59,7 @@ def test_two_concurrent_deploys_exactly_one_proceeds(lab, playbook, production_l
     assert live(lab["production_url"])[0] == {"1.1.0"}
 
 
+@pytest.mark.extended
 def test_a_killed_runs_lock_expires_with_its_lease(lab, playbook, production_live, tmp_path):
     lease = 20
     run = start_playbook("deploy.yml", "-e", "release_version=1.1.0", "-e", "deploy_force_idle=true",
@@ -83,6 +84,7 @@ def test_a_killed_runs_lock_expires_with_its_lease(lab, playbook, production_liv
     assert lock["holder"]["operation"] == "deploy 1.1.0"
 
 
+@pytest.mark.extended
 def test_unlock_needs_a_reason_and_journals_it(lab, playbook, production_live, tmp_path):
     run = start_playbook("rollback.yml", "-e", "deploy_lock_lease_seconds=600", log=tmp_path / "rollback.log")
     wait_for_lock(lab)

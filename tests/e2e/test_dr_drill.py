@@ -20,6 +20,10 @@ import yaml
 
 from helpers import history, http, journal, live, other_release, query, sign_off_releases, versions_or_nothing
 
+# The drill's role runs against real PostgreSQL in tests/integration/dr_drill (`make test`); its playbook on the lab,
+# after two production deploys, runs with PAYMENTS_E2E_ALL=1 (`make e2e-full`).
+pytestmark = pytest.mark.extended
+
 RELEASE = "1.1.0"
 PAYMENTS_AFTER_BACKUP = 2
 LIVE_COUNTS = """SELECT n.nspname || '.' || c.relname, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I',

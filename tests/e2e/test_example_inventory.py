@@ -46,6 +46,7 @@ def test_staging_lists_what_production_lists():
     assert staging["deploy_environment"] == "staging" and production["deploy_environment"] == "production"
 
 
+@pytest.mark.extended
 def test_the_example_inventory_deploys_a_signed_release_on_the_lab(lab):
     live_now = versions_or_nothing(lab["production_url"])
     target = other_release(next(iter(live_now), "1.0.0"))

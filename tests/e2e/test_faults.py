@@ -37,18 +37,18 @@ TABLE = REPO / "tests" / "output" / "fault-table.md"
 FAULTS: list[Fault] = [
     KilledRun("kill-9-preflight", "preflight", "killed while it plans: the lock names the dead run, nothing else "
               "changed", delay=1.0, extended=True),
-    Outage("stripe-down-preflight", "preflight", "the Stripe key check fails: nothing is touched", program="stripe"),
+    Outage("stripe-down-preflight", "preflight", "the Stripe key check fails: nothing is touched", program="stripe", extended=True),
     HiddenAdminSocket("admin-socket-gone-preflight", "preflight", "the live colour cannot be read: nothing is touched",
                       extended=True),
     KilledRun("kill-9-webhooks", "Stripe webhooks", "a dead controller holds the lock until unlock.yml", delay=1.0,
               extended=True),
     Outage("stripe-down-webhooks", "Stripe webhooks", "the endpoint cannot be updated: stops before any host",
            program="stripe", extended=True),
-    KilledRun("kill-9-install", "install", "half-downloaded artifacts are redone by the next run", delay=2.0),
+    KilledRun("kill-9-install", "install", "half-downloaded artifacts are redone by the next run", delay=2.0, extended=True),
     Outage("postgres-down-backup", "backup", "no dump can be taken: the deploy stops before the schema changes",
            program="postgres", extended=True),
     Outage("s3-down-backup", "backup", "no backup, no migration: the deploy stops before the schema changes",
-           program="s3"),
+           program="s3", extended=True),
     KilledRun("kill-9-backup", "backup", "a backup cut off is never counted (its manifest is written last); the "
               "next run takes a new one", delay=1.5, extended=True),
     Outage("postgres-down-migrate", "migrate", "no migration; customers get 503s, none is lost", program="postgres",
@@ -62,11 +62,11 @@ FAULTS: list[Fault] = [
     Outage("postgres-down-smoke", "smoke test of the idle colour", "the idle colour cannot serve its test payments: "
            "traffic is never moved", program="postgres", delay=1.0, extended=True),
     Outage("stripe-down-smoke", "smoke test of the idle colour", "the idle colour's test payments fail: traffic is "
-           "never moved", program="stripe"),
+           "never moved", program="stripe", extended=True),
     KilledRun("kill-9-smoke", "smoke test of the idle colour", "killed in the idle colour's smoke test: it never "
               "had traffic", delay=1.0, extended=True),
     HiddenAdminSocket("admin-socket-gone-switch", "switch", "the flip cannot be made: the intent is settled, "
-                      "traffic stays"),
+                      "traffic stays", extended=True),
     KilledRun("kill-9-after-intent", "intent", "killed between the journalled intent and the flip: the next "
               "deploy's preflight resolves the intent"),
     ColourDies("new-colour-dies", "flip", "the new colour crashes with traffic: verification fails, traffic is "
@@ -91,19 +91,19 @@ FAULTS: list[Fault] = [
            program="redis", extra_args=("-e", "deploy_bake=true"), leaves="new release", extended=True),
     KilledRun("kill-9-alert-check", "alert check", "killed after the journal recorded the deploy: the lock names "
               "the alert check, the journal the new release; unlock.yml, then rollback.yml goes back", delay=1.0,
-              leaves="deployed"),
+              leaves="deployed", extended=True),
 ]
 # Then rollback.yml, from the healed deploy of TO, in its phase order: each faulted rollback starts from what the
 # previous one left once healed, and the last test's re-run must finish every step.
 ROLLBACK_FAULTS: list[Fault] = [
     HiddenAdminSocket("admin-socket-gone-switch-back", "switch back", "the flip back cannot be checked or made: "
-                      "traffic stays on the deployed release, which the journal still names"),
+                      "traffic stays on the deployed release, which the journal still names", extended=True),
     Outage("postgres-down-revert", "revert migrations", "the schema cannot be reverted: the run fails with traffic "
-           "already back and journalled", program="postgres", at_rollback_record=True),
+           "already back and journalled", program="postgres", at_rollback_record=True, extended=True),
     KilledRun("kill-9-revert", "revert migrations", "killed while it reverts: the lock names the phase; the re-run "
               "finds traffic back and goes on with the revert", delay=0.3),
     Outage("stripe-down-mirror", "mirror the deploy", "the webhook endpoint cannot be put back: the other steps run, "
-           "the run fails, the re-run does it", program="stripe"),
+           "the run fails, the re-run does it", program="stripe", extended=True),
     Outage("redis-down-mirror", "mirror the deploy", "the rolled-back release's cache cannot be cleared: the run "
            "fails, the re-run does it", program="redis", extended=True),
 ]

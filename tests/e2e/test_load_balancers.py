@@ -93,6 +93,7 @@ def deploy(playbook, lab: dict, second: SecondLoadBalancer, version: str):
                     env={"PAYMENTS_LAB_DIR": lab["state_dir"]})
 
 
+@pytest.mark.extended
 def test_a_deploy_flips_and_verifies_every_load_balancer(lab, playbook, lb2):
     [before] = live(lab["production_url"])[0]
     run = deploy(playbook, lab, lb2, other_release(before))
@@ -109,6 +110,7 @@ def test_a_deploy_flips_and_verifies_every_load_balancer(lab, playbook, lb2):
     assert run.recap["lb2"]["failed"] == 0
 
 
+@pytest.mark.extended
 def test_a_failed_verification_on_one_load_balancer_flips_every_one_back(lab, playbook, lb2):
     """lb2's new-colour server of app2 is pointed at app2's live colour (a wrong backend address): lb1 verifies, lb2
     sees the old release, and both go back to the old colour without a failed request."""

@@ -126,6 +126,7 @@ def test_daily_fails_naming_every_breach(lab, playbook, production_live):
     assert ALERT in report["sections"]["alerts"]["critical"]
 
 
+@pytest.mark.extended
 def test_daily_names_a_backup_that_fails_verification(lab, playbook, production_live, tmp_path):
     store = tmp_path / "backups"
     store.mkdir()

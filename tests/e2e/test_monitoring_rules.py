@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -69,6 +70,7 @@ def test_first_run_installs_and_verifies_second_run_changes_nothing(lab, playboo
     assert "Prometheus runs and evaluates" in second.text
 
 
+@pytest.mark.extended
 def test_verify_only_fails_naming_an_alert_prometheus_does_not_run(lab, playbook, tmp_path):
     installed = Path(lab["state_dir"]) / "monitoring" / "prometheus" / "rules" / "payments.rules.yml"
     assert playbook(str(rules_play(tmp_path / "install.yml"))).rc == 0
@@ -82,6 +84,7 @@ def test_verify_only_fails_naming_an_alert_prometheus_does_not_run(lab, playbook
     assert installed.stat().st_mtime_ns == before
 
 
+@pytest.mark.extended
 def test_an_installed_rule_that_cannot_be_evaluated_fails_the_run(lab, playbook, tmp_path):
     extra = Path(lab["state_dir"]) / "monitoring" / "prometheus" / "rules" / "payments-extra.rules.yml"
     # promtool accepts it; every evaluation fails (two series on the right-hand side for one match group)

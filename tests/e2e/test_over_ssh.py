@@ -97,6 +97,7 @@ def test_a_host_showing_another_key_is_refused(ssh_lab, fresh_connections, tmp_p
     assert "UNREACHABLE" in done.stdout and "Host key verification failed" in done.stdout + done.stderr, done.stdout
 
 
+@pytest.mark.extended
 def test_deploy_and_rollback_over_ssh(ssh_lab, fresh_connections):
     logins = accepted_logins(ssh_lab)
     [old] = live(ssh_lab["production_url"])[0]
@@ -155,6 +156,7 @@ def test_a_user_without_sudo_stops_the_deploy_before_anything_changes(ssh_lab, f
         assert f"{host} is not usable: Missing sudo password" in run.text
 
 
+@pytest.mark.extended
 def test_a_host_missing_a_library_stops_the_deploy_before_anything_changes(ssh_lab, fresh_connections):
     """The hosts' own Debian interpreter, which has no psycopg or stripe: named per host, with the Debian package."""
     colour, last_deploy = map_colour(ssh_lab["haproxy_map_file"]), journal(ssh_lab, "deploy")

@@ -48,6 +48,7 @@ def test_production_without_valid_signoffs_is_refused_before_anything_changes(la
                 if event.get("event_data", {}).get("play") == "Install the release files on every app host"]
 
 
+@pytest.mark.extended
 def test_a_signed_off_deploy_records_who_signed(lab, playbook):
     [live_before] = live(lab["production_url"])[0]
     target = other_release(live_before)

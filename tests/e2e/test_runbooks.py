@@ -59,6 +59,7 @@ def task_sources(events) -> set[str]:
             for event in events_of(events, "playbook_on_task_start") if "/ansible_collections/payments/" in event["event_data"].get("task_path", "")}
 
 
+@pytest.mark.extended
 def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(lab, runbook_env, installed_collection, tmp_path):
     [before] = live(lab["production_url"])[0]
     target = other_release(before)

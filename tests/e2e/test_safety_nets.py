@@ -41,6 +41,7 @@ def inventory_with_new_env(lab, tmp_path):
     return copy / "hosts.yml"
 
 
+@pytest.mark.extended
 def test_change_to_live_colour_is_refused_then_rolled_through_idle(lab, playbook, on_1_1_0, inventory_with_new_env):
     pids = {host: supervisor_pid(lab, host, on_1_1_0) for host in ("app1", "app2")}
     env = {"PAYMENTS_LAB_DIR": lab["state_dir"]}

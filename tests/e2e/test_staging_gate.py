@@ -53,6 +53,7 @@ def test_production_refuses_a_release_that_did_not_pass_staging(lab, playbook, u
     assert not lock_file(lab).exists()
 
 
+@pytest.mark.extended
 def test_promote_takes_a_release_through_staging_to_production(lab, playbook, unstaged_release):
     run = playbook("promote.yml", "-e", f"release_version={unstaged_release}")
     assert run.rc == 0

@@ -13,6 +13,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 SCENARIOS = REPO / "extensions" / "molecule"
+# `make test` runs the traffic_switch and smoke_test scenarios; PAYMENTS_MOLECULE_ALL=1 adds the other six, whose roles'
+# integration suites check the same programs (docs/molecule.md). `make molecule` runs all eight through molecule itself.
+ALL_SCENARIOS = os.environ.get("PAYMENTS_MOLECULE_ALL") == "1"
 VENV_BIN = Path(sys.executable).parent
 MOLECULE = shutil.which("molecule", path=str(VENV_BIN)) or shutil.which("molecule")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

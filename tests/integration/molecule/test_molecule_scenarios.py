@@ -18,18 +18,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from molecule_runner import REPO, SCENARIOS, Scenario
+from molecule_runner import ALL_SCENARIOS, REPO, SCENARIOS, Scenario
 from loopback_ports import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "loadbalancer"))
 from lb_lab import HAPROXY, App, runtime_command  # noqa: E402  pylint: disable=wrong-import-position
 
-# The five scenarios of the roles a deploy runs end to end (release, migrate, backup, traffic_switch, smoke_test) run in
-# `make test`; these three run with PAYMENTS_MOLECULE_ALL=1 (their roles' integration suites, tests/integration/
-# loadbalancer, tests/integration/haproxy and the monitoring e2e tests, check the same programs), and `make molecule`
-# runs all eight through molecule itself.
-pytestmark = pytest.mark.skipif(os.environ.get("PAYMENTS_MOLECULE_ALL") != "1",
-                                reason="the deploy_lock, loadbalancer and monitoring scenarios run with PAYMENTS_MOLECULE_ALL=1")
+pytestmark = pytest.mark.skipif(not ALL_SCENARIOS, reason="the deploy_lock, loadbalancer and monitoring scenarios run with PAYMENTS_MOLECULE_ALL=1")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 SEQUENCE = ("syntax", "create", "prepare", "converge", "idempotence", "verify")
