@@ -2,7 +2,8 @@
 cluster and a real encrypted pgBackRest repository: the newest backup plus the archived WAL after it is restored into
 a scratch cluster, verified, measured (RPO from the newest recoverable transaction) and journalled, and the scratch
 cluster is gone afterwards, and backup_info reads that drill back from the journal; a stanza without a backup and a
-wrong cipher pass fail clearly."""
+wrong cipher pass fail clearly; a drill of both methods is judged by its worst, its logical half checked in full (the
+newest pg_backup backup restored, its row counts compared, RTO and RPO recorded and read back)."""
 
 from __future__ import annotations
 
@@ -146,14 +147,19 @@ def test_a_drill_of_both_methods_is_judged_by_its_slowest_and_oldest_recovery(
         collections_dir: Path, stanza_world: StanzaWorld, workdir: Path, key: str) -> None:  # noqa: F811
     """The same database drilled from its newest logical backup and from pgBackRest: each method keeps its own
     figures, and the drill's RTO and RPO are the worst of them, with the method named (every method must meet the
-    target, not only the first one drilled)."""
+    target, not only the first one drilled). The logical half is checked as a logical-only drill would be."""
     world = stanza_world
     take_backup(collections_dir, world, DATABASE, workdir / "backups", key)  # type: ignore[arg-type]  # it only logs in
-    world.write_payment(903)  # after the logical backup: only pgBackRest's archived WAL holds it
+    world.write_payment(777)  # between the two logical backups: only the newest holds it
+    newest = take_backup(collections_dir, world, DATABASE, workdir / "backups", key)  # type: ignore[arg-type]
+    at_newest = world.count("payments")
+    world.write_payment(903)  # after the logical backups: only pgBackRest's archived WAL holds it
     world.archive_now()
     variables = pgbackrest_vars(world, workdir, dr_drill_logical=True, dr_drill_encryption_key=key,
                                 dr_drill_src_dir=str(workdir / "backups"))
+    began = time.time()
     run = run_drill(collections_dir, workdir, variables)
+    ended = time.time()
     assert run.rc == 0, run.output[-6000:]
     result = run.result
     assert result is not None and result["passed"] is True, result
@@ -166,6 +172,30 @@ def test_a_drill_of_both_methods_is_judged_by_its_slowest_and_oldest_recovery(
     # the logical backup predates payment 903, pgBackRest replayed it: the logical RPO is the older one
     assert oldest == "logical" and methods["pgbackrest"]["row_counts"]["public.payments"] == methods["logical"]["row_counts"]["public.payments"] + 1
     assert f"RTO {result['rto_seconds']} s ({slowest}," in run.output
-    record = journal_records(workdir)[-1]
-    assert (record["rto_method"], record["rpo_method"]) == (slowest, oldest)
+    assert_the_newest_logical_backup_was_drilled(methods["logical"], newest, at_newest)
+    # RTO lies within the playbook's own run; RPO is the age of the logical backup's snapshot when the drill started
+    assert 0 < result["rto_seconds"] <= ended - began
+    assert result["rpo_seconds"] == pytest.approx(started_epoch(result) - methods["logical"]["backup_epoch"], abs=1.5)
+    records = journal_records(workdir)
+    assert [r["kind"] for r in records] == ["drill"] and records[0]["passed"] is True
+    assert (records[0]["rto_method"], records[0]["rpo_method"]) == (slowest, oldest)
+    assert records[0]["rto_seconds"] == result["rto_seconds"] and records[0]["backup_id"] == newest["backup_id"]
     assert_scratch_gone(workdir, variables["dr_drill_scratch_port"])
+    # backup_info reads the drill back
+    info = backup_info(collections_dir, {"journal_dir": str(workdir / "journal"), "environment": "drilltest", "drill_max_age": "1h"})
+    assert info.get("failed") is not True, info
+    assert info["drill"]["backup_id"] == newest["backup_id"] and info["drill"]["rpo_seconds"] == result["rpo_seconds"]
+
+
+def assert_the_newest_logical_backup_was_drilled(logical: dict[str, t.Any], newest: dict[str, t.Any], live_payments: int) -> None:
+    """The logical method restored the newest of the pg_backup backups and compared its row counts with the manifest's."""
+    assert logical["backup"] == newest["backup_id"]
+    # the restored counts are those pg_backup counted in the dump's snapshot, and the payment written before it is among them
+    assert logical["row_counts_compared"] is True
+    assert logical["row_counts"] == newest["manifest"]["row_counts"]
+    assert logical["row_counts"]["public.payments"] == live_payments
+    assert logical["migration_head"] == newest["migration_head"] == "0002_payments"
+    assert logical["amcheck"]["corrupt"] == 0 and logical["amcheck"]["indexes"] > 0
+    created = newest["manifest"]["created_at"]
+    assert logical["backup_epoch"] == pytest.approx(time.mktime(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone, abs=1)
+    assert logical["newest_transaction_epoch"] <= logical["backup_epoch"]

@@ -1,18 +1,49 @@
-"""Bad inputs are refused with a clear message before anything changes: no archiving set, no stanza, no backup."""
+"""Bad inputs are refused with a clear message before anything changes: no archiving set, no stanza, no backup.
+
+One untouched cluster serves every refusal here: each test starts from the default repository configuration and a
+cluster that does not archive (checked), and what a refused run may leave (ALTER SYSTEM settings) is reset after it."""
 
 from __future__ import annotations
 
+import shutil
 import typing as t
 from pathlib import Path
 
 import pytest
 
 from loopback_ports import free_port
-from pgbackrest_world import Cluster, Repo, run_module
+from pgbackrest_world import Cluster, Repo, make_world, run_module
 
 
 def untouched(cluster: Cluster, repo: Repo) -> bool:
     return cluster.sql("SHOW archive_mode") == [["off"]] and not any(repo.path.iterdir())
+
+
+def altered_settings(cluster: Cluster) -> list[str]:
+    """What ALTER SYSTEM wrote (SHOW cannot tell: it says "(disabled)" for archive_command while archiving is off)."""
+    auto_conf = (cluster.data / "postgresql.auto.conf").read_text(encoding="utf-8")
+    return [line for line in auto_conf.splitlines() if line.strip() and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def refusing_world() -> t.Iterator[tuple[Cluster, Repo]]:
+    base, cluster, repo = make_world("pgbackrest-refuse-inputs-")
+    try:
+        yield cluster, repo
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh(refusing_world: tuple[Cluster, Repo]) -> t.Iterator[tuple[Cluster, Repo]]:
+    """The module's cluster, not archiving, with an empty repository and the default configuration."""
+    cluster, repo = refusing_world
+    repo.write()
+    assert untouched(cluster, repo) and altered_settings(cluster) == []
+    yield cluster, repo
+    cluster.sql("ALTER SYSTEM RESET ALL")
+    cluster.sql("SELECT pg_reload_conf()")
 
 
 @pytest.mark.parametrize(("module", "change", "message"), [

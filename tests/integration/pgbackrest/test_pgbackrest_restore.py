@@ -1,5 +1,6 @@
 """pgbackrest_restore, a rollback's way back: the whole cluster returns to the deploy's restore point and is swapped in;
-bad inputs are refused before any data moves, and a failure after the live stop puts the original back."""
+bad inputs are refused before any data moves, and a failure after the live stop puts the original back. (The roles'
+restore from the journal: test_pgbackrest_roles.py, on the cluster its roles set up.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from pgbackrest_playbook import play, role_vars, run_playbook, task_results
 from pgbackrest_world import OS_USER, Cluster, Repo, free_port, run_module
 from pgbackrest_world import make_world
 from pitr_world import Deployed, EtcCluster, archive_and_deploy, marked_rows, restore_args, start_command
@@ -235,51 +235,3 @@ def test_without_the_segment_a_missing_restore_point_stops_at_the_scratch_recove
     cluster = untouched.cluster
     assert not Path(f"{cluster.data}.restored-deploy-not-in-the-wal").exists(), "the failed restore is cleaned up"
     assert len(marked_rows(cluster, untouched.marker)) == 2
-
-
-def named(report: dict[str, t.Any], part: str) -> dict[str, t.Any]:
-    """The result of the one task whose name holds ``part`` (a role's tasks are named ``role : task``)."""
-    found = [result for name, result in task_results(report).items() if part in name]
-    assert len(found) == 1, list(task_results(report))
-    return found[0]
-
-
-def test_the_role_restores_from_the_journal(fresh: tuple[Cluster, Repo], collections_dir: Path) -> None:
-    cluster = fresh[0]
-    variables = role_vars(cluster, fresh[1].cipher_pass)
-    deploy = {"name": "Back up for the deploy", "ansible.builtin.include_role": {"name": "payments.deploy.pgbackrest", "tasks_from": "deploy"},
-              "vars": {"pgbackrest_restore_point": "deploy-role-1"}}
-    setup = {"name": "Set up the stanza", "ansible.builtin.include_role": {"name": "payments.deploy.pgbackrest"}}
-    rc, report, output = run_playbook(collections_dir, cluster.base, play([setup, deploy], variables))
-    assert rc == 0, output[-3000:]
-    point = named(report, "mark the deploy with a restore point")["restore_point"]
-    cluster.sql("INSERT INTO payments VALUES (900003, 3, 'after role')")
-    runuser = ["runuser", "-u", OS_USER, "--"]
-    variables.update(pgbackrest_restore_point=point["name"], pgbackrest_restore_point_lsn=point["lsn"], pgbackrest_restore_wal_segment=point["wal_segment"],
-                     pgbackrest_restore_scratch_port=free_port(), pgbackrest_restore_backup_after="none", pgbackrest_recovery_timeout=120,
-                     pgbackrest_stop_command=[*runuser, *cluster.pg_ctl("stop", "-m", "fast")], pgbackrest_start_command=[*runuser, *cluster.pg_ctl("start")])
-    # the rollback's entry point (payments.deploy.restore, pgbackrest) in check mode: every check, the journal's time read, nothing moved
-    journal = {"strategy": "pgbackrest", "stanza": "payments", "restore_point": point["name"], "restore_point_lsn": point["lsn"],
-               "restore_point_time": point["time"], "wal_segment": point["wal_segment"]}
-    rollback = {"name": "Roll back through the restore role", "ansible.builtin.include_role": {"name": "payments.deploy.restore", "tasks_from": "pgbackrest"},
-                "vars": {"restore_pgbackrest": journal, "restore_reconcile_host": "localhost", "restore_reconcile_release_dir": str(cluster.base),
-                         "restore_reconcile_env_file": str(cluster.base / "payments.env"), "restore_runtime_bin_dir": str(cluster.base / "bin")}}
-    rc, report, output = run_playbook(collections_dir, cluster.base, play([rollback], variables), "--check")
-    assert rc == 0, output[-3000:]
-    checked = named(report, "Restore the cluster to the restore point and swap it in")
-    assert checked["changed"] is True and checked["swapped"] is False and checked["wal_segment"] == point["wal_segment"]
-    assert point["name"] in named(report, "Say what a real run would restore")["msg"]
-    assert cluster.sql("SELECT count(*) FROM payments WHERE id = 900003") == [["1"]]
-
-    restore = {"name": "Roll back", "ansible.builtin.include_role": {"name": "payments.deploy.pgbackrest", "tasks_from": "restore"}}
-    rc, report, output = run_playbook(collections_dir, cluster.base, play([restore], variables), "-vvv")
-    assert rc == 0, output[-3000:]
-    assert fresh[1].cipher_pass not in output
-    result = named(report, "Restore the cluster to the restore point and swap it in")
-    assert result["swapped"] is True and result["downtime_seconds"] > 0
-    assert cluster.sql("SELECT count(*) FROM payments WHERE id = 900003") == [["0"]]
-    assert cluster.sql("SELECT count(*) FROM payments") == [["20000"]]
-    assert "check archiving of the swapped-in cluster" in [c["purpose"] for c in result["commands"]]
-    # the role again: done already, nothing changes
-    rc, report, output = run_playbook(collections_dir, cluster.base, play([restore], variables))
-    assert rc == 0 and report["stats"]["localhost"]["changed"] == 0, [(n, r.get("changed"), r.get("msg")) for n, r in task_results(report).items()]

@@ -1,6 +1,7 @@
 """The roles end to end with ansible-playbook: payments.deploy.pgbackrest sets up the stanza from inventory variables,
-payments.deploy.backup with backup_strategy=pgbackrest takes the deploy's backup and restore point; secrets stay out
-of the output and of the main configuration file."""
+payments.deploy.backup with backup_strategy=pgbackrest takes the deploy's backup and restore point, and the rollback
+(payments.deploy.restore in check mode, then payments.deploy.pgbackrest's restore) goes back to it from the journal;
+secrets stay out of the output and of the main configuration file."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import typing as t
 from pathlib import Path
 
 from pgbackrest_playbook import play, role_vars, run_playbook, task_results
-from pgbackrest_world import Cluster, Repo
+from pgbackrest_world import OS_USER, Cluster, Repo, free_port
 
 SETUP = {"name": "Set up the stanza", "ansible.builtin.include_role": {"name": "payments.deploy.pgbackrest"}}
 
@@ -30,7 +31,14 @@ def role_repo(cluster: Cluster, variables: dict[str, t.Any]) -> Repo:
     return repo
 
 
-def test_roles_set_up_the_stanza_and_back_up_a_deploy(fresh: tuple[Cluster, Repo], collections_dir: Path) -> None:
+def named(report: dict[str, t.Any], part: str) -> dict[str, t.Any]:
+    """The result of the one task whose name holds ``part`` (a role's tasks are named ``role : task``)."""
+    found = [result for name, result in task_results(report).items() if part in name]
+    assert len(found) == 1, list(task_results(report))
+    return found[0]
+
+
+def test_roles_set_up_the_stanza_back_up_a_deploy_and_restore_it_from_the_journal(fresh: tuple[Cluster, Repo], collections_dir: Path) -> None:
     cluster = fresh[0]
     cipher_pass = secrets.token_urlsafe(30)
     variables = role_vars(cluster, cipher_pass)
@@ -47,6 +55,7 @@ def test_roles_set_up_the_stanza_and_back_up_a_deploy(fresh: tuple[Cluster, Repo
     assert cipher_pass in secret_file.read_text(encoding="utf-8")
 
     facts = task_results(report)["Show the journal's facts"]["backup_pgbackrest"]
+    point = named(report, "as the ages require and mark the deploy with a restore point")["restore_point"]
     backups = role_repo(cluster, variables).backups()
     assert [b["type"] for b in backups] == ["full", "incr"]
     assert facts["backup_label"] == backups[-1]["label"] and facts["backup_type"] == "incr" and facts["backup_taken"] is True
@@ -59,6 +68,38 @@ def test_roles_set_up_the_stanza_and_back_up_a_deploy(fresh: tuple[Cluster, Repo
     assert rc == 0, output[-3000:]
     assert report["stats"]["localhost"]["changed"] == 0, json.dumps(task_results(report), indent=1)[:3000]
     assert [b["label"] for b in role_repo(cluster, variables).backups()] == [b["label"] for b in backups]
+
+    # the rollback on the same cluster: a row written after the deploy's restore point, then back to that point
+    cluster.sql("INSERT INTO payments VALUES (900003, 3, 'after role')")
+    runuser = ["runuser", "-u", OS_USER, "--"]
+    variables.update(pgbackrest_restore_point=point["name"], pgbackrest_restore_point_lsn=point["lsn"], pgbackrest_restore_wal_segment=point["wal_segment"],
+                     pgbackrest_restore_scratch_port=free_port(), pgbackrest_restore_backup_after="none", pgbackrest_recovery_timeout=120,
+                     pgbackrest_stop_command=[*runuser, *cluster.pg_ctl("stop", "-m", "fast")], pgbackrest_start_command=[*runuser, *cluster.pg_ctl("start")])
+    # the rollback's entry point (payments.deploy.restore, pgbackrest) in check mode: every check, the journal's time read, nothing moved
+    journal = {"strategy": "pgbackrest", "stanza": "payments", "restore_point": point["name"], "restore_point_lsn": point["lsn"],
+               "restore_point_time": point["time"], "wal_segment": point["wal_segment"]}
+    rollback = {"name": "Roll back through the restore role", "ansible.builtin.include_role": {"name": "payments.deploy.restore", "tasks_from": "pgbackrest"},
+                "vars": {"restore_pgbackrest": journal, "restore_reconcile_host": "localhost", "restore_reconcile_release_dir": str(cluster.base),
+                         "restore_reconcile_env_file": str(cluster.base / "payments.env"), "restore_runtime_bin_dir": str(cluster.base / "bin")}}
+    rc, report, output = run_playbook(collections_dir, cluster.base, play([rollback], variables), "--check")
+    assert rc == 0, output[-3000:]
+    checked = named(report, "Restore the cluster to the restore point and swap it in")
+    assert checked["changed"] is True and checked["swapped"] is False and checked["wal_segment"] == point["wal_segment"]
+    assert point["name"] in named(report, "Say what a real run would restore")["msg"]
+    assert cluster.sql("SELECT count(*) FROM payments WHERE id = 900003") == [["1"]]
+
+    restore = {"name": "Roll back", "ansible.builtin.include_role": {"name": "payments.deploy.pgbackrest", "tasks_from": "restore"}}
+    rc, report, output = run_playbook(collections_dir, cluster.base, play([restore], variables), "-vvv")
+    assert rc == 0, output[-3000:]
+    assert cipher_pass not in output
+    result = named(report, "Restore the cluster to the restore point and swap it in")
+    assert result["swapped"] is True and result["downtime_seconds"] > 0
+    assert cluster.sql("SELECT count(*) FROM payments WHERE id = 900003") == [["0"]]
+    assert cluster.sql("SELECT count(*) FROM payments") == [["20000"]]
+    assert "check archiving of the swapped-in cluster" in [c["purpose"] for c in result["commands"]]
+    # the role again: done already, nothing changes
+    rc, report, output = run_playbook(collections_dir, cluster.base, play([restore], variables))
+    assert rc == 0 and report["stats"]["localhost"]["changed"] == 0, [(n, r.get("changed"), r.get("msg")) for n, r in task_results(report).items()]
 
 
 def test_an_unknown_strategy_is_refused_before_anything_runs(world: tuple[Cluster, Repo], stanza_run: dict[str, t.Any],
