@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pgbackrest_world import Cluster, Repo, collections_dir_for_checkout, make_world, run_module
+from pgbackrest_world import Cluster, Repo, collections_dir_for_checkout, run_module, running_world
 
 
 @pytest.fixture(scope="session")
@@ -26,12 +26,8 @@ def collections_dir() -> t.Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def world() -> t.Iterator[tuple[Cluster, Repo]]:
-    base, cluster, repo = make_world("pgbackrest-test-")
-    try:
-        yield cluster, repo
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with running_world("pgbackrest-test-") as made:
+        yield made
 
 
 @pytest.fixture(scope="session")
@@ -46,9 +42,5 @@ def stanza_run(world: tuple[Cluster, Repo], collections_dir: Path) -> dict[str, 
 @pytest.fixture
 def fresh() -> t.Iterator[tuple[Cluster, Repo]]:
     """A cluster that does not archive yet and an empty repository."""
-    base, cluster, repo = make_world("pgbackrest-fresh-")
-    try:
-        yield cluster, repo
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with running_world("pgbackrest-fresh-") as made:
+        yield made

@@ -6,6 +6,7 @@ Also used by ``bench/pgbackrest_bench.py``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -177,3 +178,14 @@ def make_world(prefix: str, cluster_type: type[Cluster] = Cluster) -> tuple[Path
     repo = Repo(base, cluster)
     repo.write()
     return base, cluster, repo
+
+
+@contextlib.contextmanager
+def running_world(prefix: str) -> t.Iterator[tuple[Cluster, Repo]]:
+    """make_world's cluster and repository, stopped and removed afterwards."""
+    base, cluster, repo = make_world(prefix)
+    try:
+        yield cluster, repo
+    finally:
+        cluster.stop()
+        shutil.rmtree(base, ignore_errors=True)

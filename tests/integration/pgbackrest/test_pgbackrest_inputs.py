@@ -5,14 +5,13 @@ cluster that does not archive (checked), and what a refused run may leave (ALTER
 
 from __future__ import annotations
 
-import shutil
 import typing as t
 from pathlib import Path
 
 import pytest
 
 from loopback_ports import free_port
-from pgbackrest_world import Cluster, Repo, make_world, run_module
+from pgbackrest_world import Cluster, Repo, run_module, running_world
 
 
 def untouched(cluster: Cluster, repo: Repo) -> bool:
@@ -27,12 +26,8 @@ def altered_settings(cluster: Cluster) -> list[str]:
 
 @pytest.fixture(scope="module")
 def refusing_world() -> t.Iterator[tuple[Cluster, Repo]]:
-    base, cluster, repo = make_world("pgbackrest-refuse-inputs-")
-    try:
-        yield cluster, repo
-    finally:
-        cluster.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    with running_world("pgbackrest-refuse-inputs-") as made:
+        yield made
 
 
 @pytest.fixture
