@@ -15,7 +15,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 help:
 	@echo "make demo   set up, start the lab, deploy 1.1.0 and show the result"
 	@echo "make test   set up and run the whole test suite (lint, sanity, unit, integration, e2e)"
-	@echo "make lint | sanity | unit | rules | integration | molecule | e2e | lab-up | lab-down | lab-status | clean"
+	@echo "make lint | sanity | unit | rules | integration | molecule | e2e | e2e-full | e2e-faults | lab-up | lab-down | lab-status | clean"
 
 $(VENV)/.installed: requirements-dev.txt requirements.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+import pytest
+
 from conftest import PlaybookRun, run_playbook
 from customer_traffic import CustomerTraffic
 from helpers import history, journal_dir, lab_program, lock_file, map_colour, query, stripe_intents
@@ -30,6 +32,11 @@ PHASES = ("preflight", "Stripe webhooks", "install", "backup", "migrate", "relea
           "switch", "intent", "flip", "bake", "alert check")
 ROLLBACK_PHASES = ("switch back", "revert migrations", "mirror the deploy")
 WITHIN_SWITCH = ("intent", "flip")  # marked by the journal and the map file, not by the lock
+# PAYMENTS_E2E_FAULTS=1 runs the core matrix (`make e2e`, on a lab of its own), =all the full one (`make e2e-faults`);
+# a plain `pytest tests/e2e` runs neither.
+MATRIX = os.environ.get("PAYMENTS_E2E_FAULTS", "")
+FAULT_SUITE_ONLY = pytest.mark.skipif(MATRIX not in ("1", "all"), reason="the fault suite runs on a lab of its own in "
+                                      "`make e2e` (alone: `make e2e-faults`)")
 
 
 def phase_rank(phase: str) -> int:
@@ -135,6 +142,11 @@ class Fault:
     # A fault whose path to its end state a core fault of the same phase (or another end-to-end test) already takes:
     # only the full matrix runs it (PAYMENTS_E2E_FAULTS=all, `make e2e-faults`), not `make test`.
     extended: bool = False
+
+    @staticmethod
+    def in_matrix(faults: list["Fault"]) -> list["Fault"]:
+        """The faults the chosen matrix runs: all of them in the full one, those not `extended` in the core one."""
+        return [fault for fault in faults if MATRIX == "all" or not fault.extended]
 
     @property
     def lock_phase(self) -> str:

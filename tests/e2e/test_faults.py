@@ -11,23 +11,16 @@ printed at the end and written to tests/output/fault-table.md.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from conftest import REPO, start_playbook
-from faults import (ColourDies, Fault, HiddenAdminSocket, KilledRun, Outage, assert_one_coherent_release,
+from faults import (FAULT_SUITE_ONLY, ColourDies, Fault, HiddenAdminSocket, KilledRun, Outage, assert_one_coherent_release,
                     failed_phase, failed_play, fault_customers, intent, journal_live, journal_state, kill_tree, lock,
                     lost_payments, phase_rank, unlock, wait_for_a_payment, wait_for_phase)
 from helpers import has_column, history, journal_dir, map_colour, versions_or_nothing
 
-# `make e2e` runs it in a pytest run of its own on a second lab, beside the
-# rest of the end-to-end suite (PAYMENTS_E2E_FAULTS=1), and a plain `pytest tests/e2e` leaves it out.
-# PAYMENTS_E2E_FAULTS=all runs the full matrix, the faults marked `extended` included (`make e2e-faults`).
-FULL_MATRIX = os.environ.get("PAYMENTS_E2E_FAULTS") == "all"
-pytestmark = [pytest.mark.timeout(600),
-              pytest.mark.skipif(os.environ.get("PAYMENTS_E2E_FAULTS") not in ("1", "all"),
-                                 reason="the fault suite runs on a lab of its own in `make e2e` (alone: `make e2e-faults`)")]
+pytestmark = [pytest.mark.timeout(600), FAULT_SUITE_ONLY]
 
 FROM, TO = "1.0.0", "1.1.0"
 FROM_HEAD = "0002_payments_and_events"  # the last migration of FROM; TO adds 0003 and 0004
@@ -107,8 +100,8 @@ ROLLBACK_FAULTS: list[Fault] = [
     Outage("redis-down-mirror", "mirror the deploy", "the rolled-back release's cache cannot be cleared: the run "
            "fails, the re-run does it", program="redis", extended=True),
 ]
-RUN_FAULTS = [fault for fault in FAULTS if FULL_MATRIX or not fault.extended]
-RUN_ROLLBACK_FAULTS = [fault for fault in ROLLBACK_FAULTS if FULL_MATRIX or not fault.extended]
+RUN_FAULTS = Fault.in_matrix(FAULTS)
+RUN_ROLLBACK_FAULTS = Fault.in_matrix(ROLLBACK_FAULTS)
 NOT_RUN = [{"fault": fault.name, "phase": ("rollback: " if fault in ROLLBACK_FAULTS else "") + fault.phase,
             "outcome": "full matrix only (`make e2e-faults`; docs/fault-suite.md)",
             "served": "-", "journal": "-", "payments": "-", "heal": "-"}

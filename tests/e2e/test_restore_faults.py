@@ -10,19 +10,16 @@ It runs after tests/e2e/test_faults.py in the fault suite's pytest run, on the p
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
 
 from conftest import start_playbook
-from faults import (Fault, KilledRun, Outage, assert_one_coherent_release, fault_customers, kill_tree, lock,
+from faults import (FAULT_SUITE_ONLY, Fault, KilledRun, Outage, assert_one_coherent_release, fault_customers, kill_tree, lock,
                     lost_payments, unlock, wait_for_a_payment, wait_until)
 from helpers import journal_dir, query, versions_or_nothing
 
-pytestmark = [pytest.mark.timeout(600),
-              pytest.mark.skipif(os.environ.get("PAYMENTS_E2E_FAULTS") not in ("1", "all"),
-                                 reason="the fault suite runs on a lab of its own in `make e2e` (alone: `make e2e-faults`)")]
+pytestmark = [pytest.mark.timeout(600), FAULT_SUITE_ONLY]
 
 KEPT = "SELECT count(*) FROM pg_database WHERE datname LIKE 'payments\\_before\\_restore\\_%'"
 RESTORING = "SELECT count(*) FROM pg_database WHERE datname LIKE 'payments\\_restore\\_%'"
@@ -73,8 +70,7 @@ def restorable(lab, playbook) -> None:
     raise AssertionError("no deploy left a backup of a migrated database")
 
 
-# The core matrix leaves out the faults marked `extended`; PAYMENTS_E2E_FAULTS=all runs them too.
-RUN_RESTORE_FAULTS = [fault for fault in RESTORE_FAULTS if os.environ.get("PAYMENTS_E2E_FAULTS") == "all" or not fault.extended]
+RUN_RESTORE_FAULTS = Fault.in_matrix(RESTORE_FAULTS)
 
 
 @pytest.mark.parametrize("fault", RUN_RESTORE_FAULTS, ids=[fault.name for fault in RUN_RESTORE_FAULTS])
