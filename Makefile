@@ -1,15 +1,17 @@
 # Every target sets up what it needs (a virtualenv in .venv, Debian packages when missing) and is safe to re-run.
 SHELL := /bin/bash
 VENV := .venv
+# The lab hosts' modules run on Debian's python3 (3.11 on bookworm), as a production host's do, not on the controller's.
+HOST_VENV := .venv-hosts
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 COLLECTION_LINK := .cache/collections/ansible_collections/payments/deploy
 DEBIAN_PACKAGES := haproxy redis-server shellcheck prometheus prometheus-alertmanager minisign openssh-server sudo systemd \
-	pgbackrest chromium zstd jq
+	pgbackrest chromium zstd jq python3-venv
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_25_2.py
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit rules \
+.PHONY: help venv host-venv system-packages collection lab-up lab-down lab-status demo test lint sanity unit rules \
 	integration e2e e2e-full e2e-bake e2e-faults e2e-ssh e2e-fleet clean checks-without-lab fault-lab-up molecule
 
 help:
@@ -25,6 +27,13 @@ $(VENV)/.installed: requirements-dev.txt requirements.txt
 
 venv: $(VENV)/.installed
 
+$(HOST_VENV)/.installed: lab/requirements-hosts.txt | system-packages
+	[ -x $(HOST_VENV)/bin/python ] || /usr/bin/python3 -m venv $(HOST_VENV)
+	$(HOST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r lab/requirements-hosts.txt
+	touch $@
+
+host-venv: $(HOST_VENV)/.installed
+
 system-packages:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -37,7 +46,7 @@ system-packages:
 collection:
 	@mkdir -p $(dir $(COLLECTION_LINK)) && ln -sfn $(CURDIR) $(COLLECTION_LINK)
 
-lab-up: venv system-packages collection
+lab-up: venv host-venv system-packages collection
 	lab/labctl up
 
 lab-down: venv
@@ -75,7 +84,7 @@ unit: venv collection
 
 # The roles' molecule scenarios (extensions/molecule, docs/molecule.md), on this machine with the default driver;
 # `make test` runs them through tests/integration/molecule.
-molecule: venv collection system-packages
+molecule: venv host-venv collection system-packages
 	@# as root the scenarios' PostgreSQL runs as postgres, which cannot enter /root: each scenario gets a directory in /tmp
 	set -e; for dir in extensions/molecule/*/; do [ -f $$dir/molecule.yml ] || continue; \
 	  eph=$$(mktemp -d /tmp/mol-XXXXXX); \
@@ -91,7 +100,7 @@ rules: system-packages
 # release, so it runs with the end-to-end tests (which start the lab and deploy staging).
 LAB_SUITES := tests/integration/smoke/
 INTEGRATION_SUITES := $(filter-out $(LAB_SUITES),$(sort $(wildcard tests/integration/*/))) tests/lab/
-integration: venv collection system-packages
+integration: venv host-venv collection system-packages
 	$(PY) scripts/run-in-parallel.py --jobs $(TEST_JOBS) $(SUITE_TARGETS)
 
 # The fault suite runs on a second lab (its own state directory and inventory, every port moved by 200), at the same
@@ -108,7 +117,7 @@ FAULT_MATRIX ?= 1
 FAULT_SUITE = PAYMENTS_E2E_FAULTS=$(FAULT_MATRIX) $(PY) -m pytest tests/e2e/test_faults.py tests/e2e/test_restore_faults.py -q --durations=15 -p no:cacheprovider
 SECOND_LAB_E2E := tests/e2e/test_contract_rollback.py tests/e2e/test_smoke_faults.py tests/e2e/test_maintenance.py
 
-fault-lab-up: venv system-packages collection
+fault-lab-up: venv host-venv system-packages collection
 	PAYMENTS_LAB_DIR=$(FAULT_LAB_DIR) lab/labctl up --port-offset 200 >/dev/null
 
 e2e: lab-up fault-lab-up
@@ -143,7 +152,7 @@ e2e-ssh: lab-up
 # .lab-fleet-e2e), one deploy that every host must serve through the frontend, then a release that fails on one host and
 # must change nothing on any; the lab is deleted afterwards (about 3 minutes). Not part of `make e2e`: a third lab beside
 # the two would slow the others' timing checks.
-e2e-fleet: venv system-packages collection
+e2e-fleet: venv host-venv system-packages collection
 	PAYMENTS_E2E_FLEET=1 $(PY) -m pytest tests/e2e/test_fleet.py -q -p no:cacheprovider
 
 # The full fault matrix alone on the first lab (34 faults in the phases of a deploy, a rollback and a restore, under
@@ -163,18 +172,18 @@ SLOW_FIRST := suite-lab sanity suite-integration.postgres_backup suite-integrati
 	suite-integration.rollback_mirror lint suite-integration.migrations suite-integration.release_install unit
 CHECKS_WITHOUT_LAB := $(SLOW_FIRST) $(filter-out $(SLOW_FIRST),$(SUITE_TARGETS)) rules
 
-suite-%: venv collection system-packages
+suite-%: venv host-venv collection system-packages
 	$(PY) -m pytest tests/$(subst .,/,$*)/ -q
 
-checks-without-lab: venv collection system-packages $(GET_PIP_CACHE)
+checks-without-lab: venv host-venv collection system-packages $(GET_PIP_CACHE)
 	$(PY) scripts/run-in-parallel.py --jobs $(TEST_JOBS) $(CHECKS_WITHOUT_LAB)
 
 # The lab suites run even when a check failed: one run reports every failure. Its status is a failure if any failed.
-test: venv collection system-packages
+test: venv host-venv collection system-packages
 	@$(MAKE) --no-print-directory checks-without-lab; checks=$$?; \
 	$(MAKE) --no-print-directory e2e; e2e=$$?; \
 	echo "make test: checks without the lab $$([ $$checks = 0 ] && echo passed || echo FAILED), end-to-end suites $$([ $$e2e = 0 ] && echo passed || echo FAILED)"; \
 	[ $$checks = 0 ] && [ $$e2e = 0 ]
 
 clean: lab-down
-	rm -rf .cache tests/output
+	rm -rf .cache tests/output $(HOST_VENV)

@@ -57,6 +57,12 @@ def venv_bin() -> Path:
     return Path(sys.executable).parent
 
 
+def host_python() -> Path:
+    """The interpreter the lab's hosts run modules on (inventories/lab: ansible_python_interpreter), beside the venv."""
+    venv = venv_bin().parent
+    return venv.with_name(venv.name + "-hosts") / "bin" / "python"
+
+
 def inventory_dir(state: Path | None = None) -> Path:
     """The lab's inventory: inventories/lab, or the copy that `up --port-offset` (moved ports: a second lab beside the
     first, for suites that run at the same time) or `up --app-hosts` (a fleet) wrote into the state directory."""
@@ -788,6 +794,8 @@ def settle_inventory(state: Path, offset: int, asked_hosts: int | None, ssh: boo
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if not host_python().exists():
+        raise SystemExit(f"labctl: the hosts' interpreter {host_python()} is missing: `make host-venv` builds it")
     state = state_dir()
     state.mkdir(parents=True, exist_ok=True)
     offset = getattr(args, "port_offset", 0)

@@ -141,3 +141,15 @@ def sign_off_releases(lab: dict) -> None:
     # the signed test attestation beside each artifact, as the lab's release run writes it (production checks it)
     release_attestation.main(["--artifacts-dir", str(state / "artifacts"), "--sign-key", str(state / "signing" / "release.key")])
     signoffs.write_signoffs(state)
+
+
+def rollback_ready(lab: dict) -> str:
+    """The live release when the journal's last deploy switched to it from another release (a rollback has something
+    to go back to), else an empty string."""
+    live = versions_or_nothing(lab["production_url"])
+    path = journal_dir(lab) / "last-deploy.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    if len(live) == 1 and record.get("release_from") and record.get("release_to") in live \
+            and record.get("colour_to") == map_colour(lab["haproxy_map_file"]):
+        return live.pop()
+    return ""

@@ -15,18 +15,21 @@ import pytest
 import yaml
 
 from conftest import REPO
-from helpers import live, lock_file, map_colour, sign_off_releases, versions_or_nothing
+from helpers import live, lock_file, map_colour, other_release, sign_off_releases, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.fixture
 def before(lab, playbook):
-    """Production's state before a bad run: live versions, map colour and the idle colour's answers."""
-    if versions_or_nothing(lab["production_url"]) != {"1.1.0"}:
+    """Production's state before a bad run: live versions, map colour and the idle colour's answers, and the lab's other
+    release ("other"), which a bad run tries to deploy: without the bad input it would switch colours."""
+    if len(versions_or_nothing(lab["production_url"])) != 1:
         assert playbook("deploy.yml", "-e", "release_version=1.1.0").rc == 0
     colour = map_colour(lab["haproxy_map_file"])
-    return {"versions": live(lab["production_url"])[0], "colour": colour, "idle": idle_versions(lab, colour)}
+    versions = live(lab["production_url"])[0]
+    return {"versions": versions, "colour": colour, "idle": idle_versions(lab, colour),
+            "other": other_release(next(iter(versions)))}
 
 
 def idle_versions(lab: dict, live_colour: str) -> list[str]:
@@ -111,7 +114,7 @@ def inventory_without_ports(lab, tmp_path):
 
 @pytest.mark.extended
 def test_missing_inventory_variable(lab, playbook, before, inventory_without_ports):
-    run = playbook("deploy.yml", "-e", "release_version=1.0.0", inventory=inventory_without_ports,
+    run = playbook("deploy.yml", "-e", f"release_version={before['other']}", inventory=inventory_without_ports,
                    env={"PAYMENTS_LAB_DIR": lab["state_dir"]})
     assert run.rc != 0
     assert "Preflight found 1 problem(s); nothing was changed: app2: payments_colour_ports must define blue and green" \
@@ -120,7 +123,7 @@ def test_missing_inventory_variable(lab, playbook, before, inventory_without_por
 
 
 def test_new_inputs_are_checked_together(lab, playbook, before):
-    run = playbook("deploy.yml", "-e", "release_version=1.1.0", "-e", "smoke_test_payment_amount=5000",
+    run = playbook("deploy.yml", "-e", f"release_version={before['other']}", "-e", "smoke_test_payment_amount=5000",
                    "-e", "smoke_test_p95_threshold=0", "-e", "smoke_test_mailbox_url=ftp://mail",
                    "-e", "deploy_lock_lease_seconds=2", "-e", '{"staging_gate_override": " "}',
                    "-e", '{"traffic_frontend_urls": {"production": "http://u:p@127.0.0.1:1", "staging": "x"}}')
@@ -140,7 +143,7 @@ def test_new_inputs_are_checked_together(lab, playbook, before):
 @pytest.mark.extended
 def test_certificate_expiring_within_the_minimum_stops_the_deploy(lab, playbook, before):
     """The lab's certificates are valid for a year: asking for 400 days left makes both fail, before anything changes."""
-    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "preflight_tls_min_days_valid=400")
+    run = playbook("deploy.yml", "-e", f"release_version={before['other']}", "-e", "preflight_tls_min_days_valid=400")
     assert run.rc != 0
     assert "Preflight: 2 of 2 TLS endpoint(s) fail the certificate check; nothing was changed." in run.text
     assert re.search(r"production frontend \(127\.0\.0\.1:\d+\): the certificate expires on [0-9-]+ [0-9:]+ UTC, "
@@ -154,7 +157,7 @@ def test_certificate_expiring_within_the_minimum_stops_the_deploy(lab, playbook,
 def test_certificate_for_another_name_stops_the_deploy(lab, playbook, before):
     endpoints = [{"name": "frontend", "host": "127.0.0.1", "port": int(lab["production_https_url"].rsplit(":", 1)[1]),
                   "server_name": "pay.payments.lab"}]
-    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", json.dumps({"preflight_tls_endpoints": endpoints}))
+    run = playbook("deploy.yml", "-e", f"release_version={before['other']}", "-e", json.dumps({"preflight_tls_endpoints": endpoints}))
     assert run.rc != 0
     assert "Preflight: 1 of 1 TLS endpoint(s) fail the certificate check; nothing was changed." in run.text
     assert "the certificate does not match the name pay.payments.lab" in run.text
@@ -163,7 +166,7 @@ def test_certificate_for_another_name_stops_the_deploy(lab, playbook, before):
 
 def test_a_key_of_another_stripe_account_is_refused_on_every_host(lab, playbook, before):
     # The emulator's keys belong to its one account: pinning another makes every app host's key wrong.
-    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "payments_stripe_account_id=acct_SomeoneElse0001")
+    run = playbook("deploy.yml", "-e", f"release_version={before['other']}", "-e", "payments_stripe_account_id=acct_SomeoneElse0001")
     assert run.rc != 0
     for host in ("app1", "app2"):
         assert f"production (app host {host}) expects account acct_SomeoneElse0001" in run.text
@@ -174,7 +177,7 @@ def test_a_key_of_another_stripe_account_is_refused_on_every_host(lab, playbook,
 
 @pytest.mark.extended
 def test_production_without_a_pinned_stripe_account_is_refused(lab, playbook, before):
-    run = playbook("deploy.yml", "-e", "release_version=1.0.0", "-e", "payments_stripe_account_id=")
+    run = playbook("deploy.yml", "-e", f"release_version={before['other']}", "-e", "payments_stripe_account_id=")
     assert run.rc != 0
     assert "production needs its Stripe account pinned: set payments_stripe_account_id (acct_...) for app1, app2" in run.text
     assert_untouched(lab, before)

@@ -4,7 +4,6 @@ migrations, Stripe's webhook endpoints) and say what a real run would change. Th
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import socket
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import journal_dir, map_colour, other_release, query, versions_or_nothing
+from helpers import map_colour, other_release, query
 
 pytestmark = pytest.mark.timeout(900)
 REPO = Path(__file__).resolve().parents[2]
@@ -80,31 +79,6 @@ def snapshot(lab: dict) -> dict:
         "webhook endpoints": webhook_endpoints(lab),
         "lab state": sorted(path.name for path in state_dir.iterdir()),  # e.g. no scratch cluster of a drill
     }
-
-
-def rollback_ready(lab: dict) -> str:
-    """The live release when the journal's last deploy switched to it from another release (a rollback has something
-    to go back to), else an empty string."""
-    live = versions_or_nothing(lab["production_url"])
-    path = journal_dir(lab) / "last-deploy.json"
-    record = json.loads(path.read_text()) if path.exists() else {}
-    if len(live) == 1 and record.get("release_from") and record.get("release_to") in live \
-            and record.get("colour_to") == map_colour(lab["haproxy_map_file"]):
-        return live.pop()
-    return ""
-
-
-@pytest.fixture
-def deployed(lab, playbook) -> str:
-    """A production deploy on record that replaced an earlier release; the release that is live."""
-    for attempt in range(2):  # a first deploy has nothing live before it: then one more
-        if not rollback_ready(lab):
-            live = versions_or_nothing(lab["production_url"])
-            version = other_release(live.pop() if len(live) == 1 else "1.1.0")
-            assert playbook("deploy.yml", "-e", f"release_version={version}").rc == 0
-    release = rollback_ready(lab)
-    assert release
-    return release
 
 
 def test_check_mode_deploy_and_rollback_change_nothing(lab, playbook, deployed):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import start_playbook
-from helpers import history, live, lock_file, versions_or_nothing
+from helpers import history, live, lock_file, other_release, versions_or_nothing
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -36,14 +36,17 @@ def wait_for_lock(lab, phases: set[str] | None = None, timeout: float = 120) -> 
     raise AssertionError(f"no run took the deploy lock (phases {phases}) within {timeout} s")
 
 
-def test_two_concurrent_deploys_exactly_one_proceeds(lab, playbook, production_live, tmp_path):
-    # A real deploy through the idle colour (1.1.0 again, forced), so that the first run holds the lock for a while.
-    first = start_playbook("deploy.yml", "-e", "release_version=1.1.0", "-e", "deploy_force_idle=true",
-                           log=tmp_path / "first.log")
+def test_two_concurrent_deploys_exactly_one_proceeds(lab, playbook, tmp_path):
+    # A real deploy that switches colours (the other release; 1.0.0 on a fresh lab, as its first deploy), so that the
+    # first run holds the lock for a while.
+    serving = versions_or_nothing(lab["production_url"])
+    version = other_release(serving.pop()) if len(serving) == 1 else "1.0.0"
+    assert not lock_file(lab).exists()
+    first = start_playbook("deploy.yml", "-e", f"release_version={version}", log=tmp_path / "first.log")
     try:
         holder = wait_for_lock(lab)
         started = time.monotonic()
-        second = playbook("deploy.yml", "-e", "release_version=1.1.0")
+        second = playbook("deploy.yml", "-e", f"release_version={version}")
         refused_after = time.monotonic() - started
         assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
     finally:
@@ -52,11 +55,11 @@ def test_two_concurrent_deploys_exactly_one_proceeds(lab, playbook, production_l
     print(f"the second deploy was refused after {refused_after:.1f} s")
     assert second.rc != 0
     assert "deploy lock of production is held by" in second.text, second.output[-2000:]
-    assert holder["holder"]["playbook"] in second.text and "deploy 1.1.0" in second.text
+    assert holder["holder"]["playbook"] in second.text and f"deploy {version}" in second.text
     assert "unlock" in second.text
     assert "Install the release files" not in second.text
     assert not lock_file(lab).exists(), "the lock outlived the run that held it"
-    assert live(lab["production_url"])[0] == {"1.1.0"}
+    assert live(lab["production_url"])[0] == {version}
 
 
 @pytest.mark.extended

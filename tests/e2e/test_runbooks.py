@@ -1,5 +1,5 @@
-"""The runbooks (ansible-runner private data directories in runbooks/) against the lab: a deploy through
-``ansible_runner.run()`` and a rollback through the ``ansible-runner`` command, each judged on what ansible-runner
+"""The runbooks (ansible-runner private data directories in runbooks/) against the lab: a rollback through the
+``ansible-runner`` command and a deploy through ``ansible_runner.run()``, each judged on what ansible-runner
 reports (status, rc, stats, events) and on what the frontend serves afterwards. Both run the collection as its users
 get it: built with ``ansible-galaxy collection build``, installed from the tarball into an empty directory, and
 found there by FQCN (the events show every task came from the installed copy, none from the checkout)."""
@@ -59,24 +59,9 @@ def task_sources(events) -> set[str]:
             for event in events_of(events, "playbook_on_task_start") if "/ansible_collections/payments/" in event["event_data"].get("task_path", "")}
 
 
-@pytest.mark.extended
-def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(lab, runbook_env, installed_collection, tmp_path):
-    [before] = live(lab["production_url"])[0]
-    target = other_release(before)
-    deployed = ansible_runner.run(private_data_dir=str(REPO / "runbooks" / "deploy"), playbook="payments.deploy.deploy",
-                                  extravars={"release_version": target}, artifact_dir=str(tmp_path / "deploy"),
-                                  quiet=True, **runbook_env)
-    events = list(deployed.events)
-    assert (deployed.status, deployed.rc) == ("successful", 0), deployed.stdout.read()[-4000:]
-    assert not deployed.stats["failures"] and not deployed.stats["dark"]
-    assert {"lb1", "app1", "app2"} <= set(deployed.stats["ok"]) and "lb1" in deployed.stats["changed"]
-    plays = [event["event_data"]["play"] for event in events_of(events, "playbook_on_play_start")]
-    assert [phase for phase in plays if phase in DEPLOY_PHASES] == DEPLOY_PHASES
-    assert not events_of(events, "runner_on_failed") or all(e["event_data"].get("ignore_errors") for e in events_of(events, "runner_on_failed"))
-    assert live(lab["production_url"])[0] == {target}
-    assert journal(lab, "deploy")["release_to"] == target
-    assert task_sources(events) == {str(installed_collection)}, "every task came from the installed tarball"
-
+def test_roll_back_with_the_runner_command_then_deploy_through_the_runner_api(
+        lab, deployed, runbook_env, installed_collection, tmp_path):
+    # `deployed`: a deploy on record that replaced an earlier release, which the rollback goes back to
     artifacts = tmp_path / "rollback"
     command = [str(RUNNER), "run", str(REPO / "runbooks" / "rollback"), "-p", "payments.deploy.rollback",
                "--artifact-dir", str(artifacts)]
@@ -92,6 +77,22 @@ def test_deploy_through_the_runner_api_then_roll_back_with_the_runner_command(la
     flips = [event for event in events_of(rollback_events, "runner_on_ok")
              if event["event_data"]["task"] == "Switch traffic back to the previous release"]
     assert [event["event_data"]["host"] for event in flips] == ["lb1"] and flips[0]["event_data"]["res"]["changed"] is True
-    assert live(lab["production_url"])[0] == {before}
-    assert journal(lab, "rollback")["release_to"] == before
-    assert task_sources(rollback_events) == {str(installed_collection)}
+    previous = other_release(deployed)
+    assert live(lab["production_url"])[0] == {previous}
+    assert journal(lab, "rollback")["release_to"] == previous
+    assert task_sources(rollback_events) == {str(installed_collection)}, "every task came from the installed tarball"
+
+    deployed_again = ansible_runner.run(private_data_dir=str(REPO / "runbooks" / "deploy"), playbook="payments.deploy.deploy",
+                                        extravars={"release_version": deployed}, artifact_dir=str(tmp_path / "deploy"),
+                                        quiet=True, **runbook_env)
+    events = list(deployed_again.events)
+    assert (deployed_again.status, deployed_again.rc) == ("successful", 0), deployed_again.stdout.read()[-4000:]
+    assert not deployed_again.stats["failures"] and not deployed_again.stats["dark"]
+    assert {"lb1", "app1", "app2"} <= set(deployed_again.stats["ok"]) and "lb1" in deployed_again.stats["changed"]
+    plays = [event["event_data"]["play"] for event in events_of(events, "playbook_on_play_start")]
+    assert [phase for phase in plays if phase in DEPLOY_PHASES] == DEPLOY_PHASES
+    failed = events_of(events, "runner_on_failed")
+    assert all(event["event_data"].get("ignore_errors") for event in failed)
+    assert live(lab["production_url"])[0] == {deployed}
+    assert journal(lab, "deploy")["release_to"] == deployed
+    assert task_sources(events) == {str(installed_collection)}, "every task came from the installed tarball"

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from host_python import HOST_PYTHON
 from loopback_ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -80,7 +81,7 @@ def run_alert_check(tmp_path: Path, **variables: t.Any) -> subprocess.CompletedP
         "- name: Alert check\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
         "    - name: Check the alerting path\n      ansible.builtin.include_role:\n"
         "        name: payments.deploy.monitoring\n        tasks_from: alert_check\n")
-    extra = {"ansible_python_interpreter": sys.executable, "monitoring_alert_check_host": "localhost", **variables}
+    extra = {"ansible_python_interpreter": HOST_PYTHON, "monitoring_alert_check_host": "localhost", **variables}
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
                            str(playbook), "-e", json.dumps(extra)], cwd=REPO, env=env, capture_output=True, text=True,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import typing as t
 from pathlib import Path
+from host_python import HOST_PYTHON
 
 HERE = Path(__file__).resolve().parent
 BACKUP_SUITE = HERE.parent / "postgres_backup"
@@ -85,7 +86,7 @@ def run_drill(collections_dir: Path, workdir: Path, variables: dict[str, t.Any],
     extra = workdir / "vars.json"
     extra.write_text(json.dumps(variables))
     env = ansible_env(collections_dir, callback="ansible.builtin.default")
-    proc = subprocess.run([PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+    proc = subprocess.run([PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={HOST_PYTHON}",
                            "-e", f"@{extra}", *flags, str(playbook)], capture_output=True, text=True, check=False, timeout=900,
                           env=env, cwd=workdir)
     result = json.loads(result_file.read_text()) if result_file.exists() else None

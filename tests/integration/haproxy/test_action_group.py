@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from real_haproxy import HAProxyLab
+from host_python import HOST_PYTHON
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
@@ -26,7 +27,7 @@ def play(collections_dir: Path, tmp_path: Path, defaults: dict[str, t.Any], task
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_COLLECTIONS_PATH=str(collections_dir), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_LOCALHOST_WARNING="0")
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={HOST_PYTHON}",
                            str(playbook)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180, check=False)
     try:
         return json.loads(proc.stdout)

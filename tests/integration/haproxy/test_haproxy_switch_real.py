@@ -13,6 +13,7 @@ import typing as t
 from pathlib import Path
 
 from real_haproxy import HAProxyLab
+from host_python import HOST_PYTHON
 
 ANSIBLE = str(Path(sys.executable).with_name("ansible"))
 
@@ -28,7 +29,7 @@ def ansible(collections_dir: Path, module: str, args: dict[str, t.Any], *flags: 
     )
     command = [
         ANSIBLE, "localhost", "-i", "localhost,", "-c", "local",
-        "-e", f"ansible_python_interpreter={sys.executable}",
+        "-e", f"ansible_python_interpreter={HOST_PYTHON}",
         "-m", f"payments.deploy.{module}", "-a", json.dumps(args), *flags,
     ]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=collections_dir, timeout=120, check=False)

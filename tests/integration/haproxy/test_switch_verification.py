@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from real_haproxy import HAProxyLab
+from host_python import HOST_PYTHON
 
 PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
@@ -24,7 +25,7 @@ def verify(lab: HAProxyLab, collections_dir: Path, tmp_path: Path, extra_request
         "    - ansible.builtin.include_role:\n        name: payments.deploy.traffic_switch\n        tasks_from: verify\n"
     )
     extra = {
-        "ansible_python_interpreter": sys.executable,
+        "ansible_python_interpreter": HOST_PYTHON,
         "traffic_switch_environment": "production",
         "traffic_switch_colour": "blue",
         "traffic_switch_expected_version": "1.1.0",

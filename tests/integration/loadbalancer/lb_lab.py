@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "haproxy"))
 from real_haproxy import HAPROXY, QuietServer, collections_dir_for_checkout, runtime_command  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+from host_python import HOST_PYTHON  # noqa: E402  pylint: disable=wrong-import-position
 from loopback_ports import free_port  # noqa: E402  pylint: disable=wrong-import-position
 
 REPO = Path(__file__).resolve().parents[3]
@@ -131,7 +132,7 @@ class LoadBalancerLab:
             apps[host] = {k: v for k, v in apps[host].items() if v is not None}
         lb_vars = {
             "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
+            "ansible_python_interpreter": HOST_PYTHON,
             "traffic_lb_admin_socket": self.socket,
             "traffic_lb_map_file": str(self.map_file),
             "loadbalancer_config_file": str(self.cfg),

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from host_python import HOST_PYTHON
 
 REPO = Path(__file__).resolve().parents[3]
 PLAYBOOK_PROGRAM = str(Path(sys.executable).parent / "ansible-playbook")
@@ -55,7 +56,7 @@ def render(collections_dir: Path, workdir: Path, **variables) -> subprocess.Comp
            "ANSIBLE_COLLECTIONS_PATH": str(collections_dir), "ANSIBLE_LOCALHOST_WARNING": "0",
            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0"}
     return subprocess.run([PLAYBOOK_PROGRAM, "-i", "localhost,", "-c", "local", "-e", f"@{extra}",
-                           "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+                           "-e", f"ansible_python_interpreter={HOST_PYTHON}", str(playbook)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from migration_plans import append_change, service_plan
 from migration_cluster import Cluster
+from host_python import HOST_PYTHON
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -63,7 +64,7 @@ def run_playbook(collections_dir: Path, work_dir: Path, extra: dict[str, object]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(ANSIBLE_COLLECTIONS_PATH=str(collections_dir), ANSIBLE_LOCALHOST_WARNING="0",
                ANSIBLE_NOCOLOR="1")
-    command = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+    command = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={HOST_PYTHON}",
                "-vvvv", "site.yml"]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=work_dir, timeout=240, check=False)
 

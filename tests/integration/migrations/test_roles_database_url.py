@@ -15,6 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from migration_cluster import COLLECTION_ROOT, SERVICE_PLAN, Cluster
+from host_python import HOST_PYTHON
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -74,7 +75,7 @@ def test_roles_use_the_url_as_libpq_reads_it(cluster: Cluster, database: str, od
     # no payments_db_ssl_mode: the roles' default is verify-full, so only the URL's sslmode=disable lets this connect
     env.update(ANSIBLE_COLLECTIONS_PATH=str(collections_dir), ANSIBLE_LOCALHOST_WARNING="0",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_ROLES_PATH=str(COLLECTION_ROOT / "roles"))
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-e", f"ansible_python_interpreter={HOST_PYTHON}",
                            "-e", f"plan_dir={SERVICE_PLAN} backup_dir={work_dir / 'backups'} result_file={result_file}",
                            str(work_dir / "play.yml")], capture_output=True, text=True, env=env, cwd=work_dir,
                           timeout=240, check=False)

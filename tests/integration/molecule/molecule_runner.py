@@ -10,11 +10,13 @@ import subprocess
 import sys
 import typing as t
 from pathlib import Path
+from host_python import HOST_PYTHON
 
 REPO = Path(__file__).resolve().parents[3]
 SCENARIOS = REPO / "extensions" / "molecule"
-# `make test` runs the traffic_switch and smoke_test scenarios; PAYMENTS_MOLECULE_ALL=1 adds the other six, whose roles'
-# integration suites check the same programs (docs/molecule.md). `make molecule` runs all eight through molecule itself.
+# `make test` runs the release, migrate, backup, traffic_switch and smoke_test scenarios; PAYMENTS_MOLECULE_ALL=1 adds
+# deploy_lock, loadbalancer and monitoring, whose roles' integration suites check the same programs (docs/molecule.md).
+# `make molecule` runs all eight through molecule itself.
 ALL_SCENARIOS = os.environ.get("PAYMENTS_MOLECULE_ALL") == "1"
 VENV_BIN = Path(sys.executable).parent
 MOLECULE = shutil.which("molecule", path=str(VENV_BIN)) or shutil.which("molecule")
@@ -53,7 +55,7 @@ class Scenario:
     def ansible(self, *args: str) -> subprocess.CompletedProcess[str]:
         """An ad-hoc ansible command on this machine, with the scenario's collections and interpreter."""
         cmd = [str(VENV_BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-               "-e", f"ansible_python_interpreter={sys.executable}", *args]
+               "-e", f"ansible_python_interpreter={HOST_PYTHON}", *args]
         env = dict(self.env, ANSIBLE_CONFIG=str(self.ephemeral / "adhoc.cfg"))
         (self.ephemeral / "adhoc.cfg").write_text("[defaults]\n")  # not the checkout's: its callbacks print too
         return subprocess.run(cmd, cwd=self.ephemeral, env=env, capture_output=True, text=True, check=False, timeout=300)

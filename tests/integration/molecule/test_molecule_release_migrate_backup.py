@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from molecule_runner import ALL_SCENARIOS, REPO, SCENARIOS, Scenario
+from molecule_runner import REPO, SCENARIOS, Scenario
 from loopback_ports import free_port
 from test_molecule_scenarios import SEQUENCE, assert_destroy_removes_state, get, poll
 
-pytestmark = pytest.mark.skipif(not ALL_SCENARIOS, reason="the release, migrate and backup scenarios run with PAYMENTS_MOLECULE_ALL=1")
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 MINISIGN = shutil.which("minisign") or "/usr/bin/minisign"
 

@@ -10,6 +10,7 @@ import typing as t
 from pathlib import Path
 
 from pgbackrest_world import PG_BIN, Cluster
+from host_python import HOST_PYTHON
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 
@@ -36,7 +37,7 @@ def run_playbook(collections_dir: Path, workdir: Path, playbook: list[dict[str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PG"))}
     env.update(ANSIBLE_COLLECTIONS_PATH=str(collections_dir), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOCALHOST_WARNING="0",
                ANSIBLE_NOCOLOR="1", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-    argv = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}", str(path)]
+    argv = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={HOST_PYTHON}", str(path)]
     if verbosity:
         argv.append(verbosity)
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600, env=env, cwd=workdir)

@@ -14,6 +14,7 @@ import typing as t
 from pathlib import Path
 
 from pg_backup_servers import PostgresCluster
+from host_python import HOST_PYTHON
 
 ANSIBLE = str(Path(sys.executable).with_name("ansible"))
 HEADER_SIZE = 72  # format version 2: the 40 bytes of version 1 and the 32-byte context
@@ -94,7 +95,7 @@ def ansible_env(collections_dir: Path, callback: str = "ansible.posix.json", ext
 
 
 def ansible_command(module: str, args: dict[str, t.Any], *flags: str) -> list[str]:
-    return [ANSIBLE, "localhost", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}",
+    return [ANSIBLE, "localhost", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={HOST_PYTHON}",
             "-m", f"payments.deploy.{module}", "-a", json.dumps(args), *flags]
 
 

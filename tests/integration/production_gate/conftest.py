@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from host_python import HOST_PYTHON
 
 REPO = Path(__file__).resolve().parents[3]
 CHECKLIST_MAP = Path(__file__).resolve().parent / "fixtures" / "checklist-map.yml"
@@ -123,7 +124,7 @@ class GateWorld:
         return "signoffs.yml"  # relative: read from the inventory's directory
 
     def inventory(self, variables: dict[str, t.Any]) -> Path:
-        local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        local = {"ansible_connection": "local", "ansible_python_interpreter": HOST_PYTHON}
         inventory = {"all": {
             "vars": {**local, "marker_file": str(self.marker), "production_gate_release_sha256": self.sha256,
                      "production_gate_checklist_map": str(CHECKLIST_MAP), **variables},

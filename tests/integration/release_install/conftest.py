@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from host_python import HOST_PYTHON
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "lab"))
@@ -151,7 +152,7 @@ def run_install(collections: Path, tmp_path: Path, hosts: dict[str, dict[str, t.
     playbook, inventory = tmp_path / "install.yml", tmp_path / "hosts.json"
     tmp_path.mkdir(parents=True, exist_ok=True)
     playbook.write_text(PLAY)
-    common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+    common = {"ansible_connection": "local", "ansible_python_interpreter": HOST_PYTHON,
               "release_name": build_release.NAME, "payments_colour_ports": {"blue": 1, "green": 2},
               "payments_env": {"GREETING": 'a "quoted" value'}, "release_colour": "blue",
               "release_service_manager": "supervisor", "release_supervisor_config": "/nonexistent", **common}

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from replication_cluster import REPLICA_NAME, Primary, Replica
+from host_python import HOST_PYTHON
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -35,7 +36,7 @@ def run_role(work_dir: Path, url: str, *extra: str) -> tuple[int, dict[str, t.An
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PG"))}
     env.update(ANSIBLE_CONFIG=str(ANSIBLE_CFG), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOCALHOST_WARNING="0",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="0", ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-e", f"ansible_python_interpreter={HOST_PYTHON}",
                            *extra, "play.yml"], capture_output=True, text=True, env=env, cwd=work_dir, timeout=240, check=False)
     try:
         # the checkout's phase_timings callback prints its table after the report

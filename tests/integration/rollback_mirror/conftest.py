@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from mirror_servers import REPO, STRIPE_KEY, ChatWebhook, Redis, SmtpSink, StripeEmulator
+from host_python import HOST_PYTHON
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"
@@ -99,7 +100,7 @@ class World:
         path = self.base / "hosts.yml"
         settings = {
             "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
+            "ansible_python_interpreter": HOST_PYTHON,
             "deploy_journal_dir": str(self.journal),
             "payments_stripe_api_base": self.stripe.url,
             "payments_webhook_secret_files": {"production": str(self.secret_file)},

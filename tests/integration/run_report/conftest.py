@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from host_python import HOST_PYTHON
 from loopback_ports import free_port
 from unit.tls_servers import Pki
 
@@ -152,7 +153,7 @@ def run_playbook(tmp_path_factory: pytest.TempPathFactory, pki: Pki, tls_endpoin
         }
         (work / "extra.json").write_text(json.dumps(extra))
         # localhost is the (only) load balancer: the callback reads the journal directory and Prometheus from it.
-        host = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **(load_balancer_vars or {})}
+        host = {"ansible_connection": "local", "ansible_python_interpreter": HOST_PYTHON, **(load_balancer_vars or {})}
         (work / "hosts.yml").write_text(json.dumps({"all": {"children": {"loadbalancers": {"hosts": {"localhost": host}}}}}))
         env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_CALLBACKS_ENABLED": "payments.deploy.run_report",
                "ANSIBLE_NOCOLOR": "1"}

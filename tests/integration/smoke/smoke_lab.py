@@ -11,6 +11,7 @@ import typing as t
 import urllib.error
 import urllib.request
 from pathlib import Path
+from host_python import HOST_PYTHON
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[3]
 LABCTL = COLLECTION_ROOT / "lab" / "labctl"
@@ -91,7 +92,7 @@ def run_smoke(collections_dir: Path, workdir: Path, args: dict[str, t.Any], secr
     if json_output:
         env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     command = [ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local",
-               "-e", f"ansible_python_interpreter={sys.executable}", "-e", f"@{vars_file}", *flags, str(playbook)]
+               "-e", f"ansible_python_interpreter={HOST_PYTHON}", "-e", f"@{vars_file}", *flags, str(playbook)]
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir, timeout=600, check=False)
     output = proc.stdout + proc.stderr
     if not json_output:

@@ -13,6 +13,7 @@ import time
 import typing as t
 import urllib.request
 from pathlib import Path
+from host_python import HOST_PYTHON
 
 COLLECTION_ROOT = Path(__file__).resolve().parents[3]
 LAB_DIR = COLLECTION_ROOT / "lab"
@@ -143,7 +144,7 @@ def ansible(collections_dir: Path, module: str, args: dict[str, t.Any], *flags: 
     run_env.update(env or {})
     command = [
         ANSIBLE, "localhost", "-i", "localhost,", "-c", "local",
-        "-e", f"ansible_python_interpreter={sys.executable}",
+        "-e", f"ansible_python_interpreter={HOST_PYTHON}",
         "-m", f"payments.deploy.{module}", "-a", json.dumps(args), *flags,
     ]
     proc = subprocess.run(command, capture_output=True, text=True, env=run_env, cwd=collections_dir, timeout=180, check=False)

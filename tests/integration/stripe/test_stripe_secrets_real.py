@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from stripe_lab import KEYS, StripeEmulator, ansible
+from host_python import HOST_PYTHON
 
 SERVICE_TOKEN = "svc-token-7c1f0a9e4b2d4e6f"
 
@@ -69,7 +70,7 @@ def test_key_given_as_a_module_option_in_a_playbook(emulator: StripeEmulator, co
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "STRIPE_"))}
     env.update(ANSIBLE_COLLECTIONS_PATH=str(collections_dir), ANSIBLE_LOCALHOST_WARNING="0")
     proc = subprocess.run([str(Path(sys.executable).with_name("ansible-playbook")), "-i", "localhost,", "-c", "local", "-vvvv",
-                           "-e", f"ansible_python_interpreter={sys.executable}", "-e", f"@{vars_file}", str(playbook)],
+                           "-e", f"ansible_python_interpreter={HOST_PYTHON}", "-e", f"@{vars_file}", str(playbook)],
                           capture_output=True, text=True, env=env, cwd=collections_dir, timeout=180, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "expected a test key: STRIPE_SECRET_KEY is a live key (sk_live_\u2026abcd)" in output

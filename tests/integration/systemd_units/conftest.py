@@ -13,6 +13,7 @@ import typing as t
 from pathlib import Path
 
 import pytest
+from host_python import HOST_PYTHON
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -64,7 +65,7 @@ def configure(collections_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         directory.mkdir()
         playbook, inventory = directory / "configure.yml", directory / "hosts.json"
         playbook.write_text(PLAY)
-        common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        common = {"ansible_connection": "local", "ansible_python_interpreter": HOST_PYTHON}
         inventory.write_text(json.dumps({"all": {"hosts": hosts, "vars": common}}))
         env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_COLLECTIONS_PATH": str(collections_dir), "ANSIBLE_PIPELINING": "1"}

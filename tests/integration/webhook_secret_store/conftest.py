@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from secret_store_servers import REPO, STRIPE_KEY, Moto, StripeEmulator
+from host_python import HOST_PYTHON
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "webhooks.yml"
@@ -97,7 +98,7 @@ class World:
         path = self.controller / "hosts.yml"
         settings = {
             "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
+            "ansible_python_interpreter": HOST_PYTHON,
             "payments_root": str(self.base / "hosts" / "{{ inventory_hostname }}"),
             "payments_stripe_api_base": self.stripe.url,
             "release_template": str(REPO / "roles" / "release" / "templates" / "service.env.j2"),
