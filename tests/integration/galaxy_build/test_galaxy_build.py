@@ -37,11 +37,12 @@ KEPT_FILES = {"README.md", "LICENSE", "CHANGELOG.md", "requirements.txt", "requi
 LAB_ONLY = ("inventories/example/lab-overlay.yml", "runbooks/*/inventory")
 # What must never be in the tarball, whatever else changes.
 LEFT_OUT_DIRS = ("lab/", "tests/", "bench/", "scripts/", "extensions/", ".ci/", ".github/", "inventories/lab/", "inventories/lab-ssh/",
-                 ".cache/", ".venv/", ".lab/", ".pytest_cache/")
+                 ".cache/", ".venv/", ".venv-hosts/", ".lab/", ".pytest_cache/")
 LEFT_OUT_FILES = {"Makefile", "ansible.cfg", "pytest.ini", ".ansible-lint", ".gitignore", "requirements-dev.txt",
                   "galaxy.yml"}
 # Files git ignores that a working checkout has: build_ignore must leave them out even when building from a checkout.
 STRAY_FILES = (".lab/secrets.json", ".lab-faults/secrets.json", ".cache/collections/stray", ".venv/pyvenv.cfg",
+               ".venv-hosts/pyvenv.cfg",
                ".pytest_cache/README.md", "tests/output/fault-suite.log", "runbooks/deploy/env/passwords",
                "runbooks/deploy/env/ssh_key", "runbooks/deploy/env/envvars", "runbooks/deploy/env/cmdline",
                "runbooks/rollback/artifacts/1/stdout", "plugins/modules/__pycache__/smoke_test.cpython-313.pyc",
@@ -183,8 +184,9 @@ def test_size_and_entries_are_reported(build: Build) -> None:
     REPORT.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\n{build.tarball.name}: {figures['kb']} KB, {build.entries} entries ({len(build.files)} files)")
     # A budget, not a target: the lab and the tests would add more than the tarball itself (they are over 1 MB and 800
-    # entries); what users run grew with the maintenance, drill and audit roles to about 720 KB and 550 entries.
-    assert size < 800 * 1024 and build.entries < 650, figures
+    # entries), a venv tens of MB; what users run grew with the maintenance, drill, audit and data-scan modules to about
+    # 830 KB and 640 entries.
+    assert size < 900 * 1024 and build.entries < 700, figures
 
 
 def test_the_installed_copy_is_the_one_found(installed: Installed) -> None:
