@@ -154,10 +154,40 @@ def judge_line(line: dict, results: list[dict], gate_record: dict) -> dict:
     return judged
 
 
+# What a group line's items may have been in a run for the group to count as accounted for by people and checks
+# together (a person signed, attested or waived the items no check covers): "signed off".
+ACCOUNTED = ("verified", "done", "automated", "signed off", "attested", "waived")
+
+
+def judge_group(group: dict, items: list[dict]) -> None:
+    """A group line (a checklist heading with a checkbox of its own) is done when each of its items is: verified when
+    every item was verified in this run, failed when one failed, signed off when every item was verified, done or
+    automated or accounted for by a person, else not run (an item's check did not run) or not recorded. A group without items
+    keeps no status."""
+    statuses = [item["run_status"] for item in items]
+    group["items"] = [item["id"] for item in items]
+    if not statuses:
+        group["run_status"] = None
+    elif all(status == "verified" for status in statuses):
+        group["run_status"] = "verified"
+    elif "failed" in statuses:
+        group["run_status"] = "failed"
+    elif all(status in ACCOUNTED for status in statuses):
+        group["run_status"] = "signed off"
+    elif "not run" in statuses:
+        group["run_status"] = "not run"
+    else:
+        group["run_status"] = "not recorded"
+
+
 def judge(lines: list[dict], results: list[dict], gate_record: dict) -> dict:
     """Every line judged, and the count of lines per run status. GATE_RECORD is the production gate's record
-    (production_gate_record: signoffs by role, attestations and waivers by line id), empty when the run set none."""
+    (production_gate_record: signoffs by role, attestations and waivers by line id), empty when the run set none.
+    A group's items are the lines whose id extends the group's (``security.env`` holds ``security.env.hash-salt``)."""
     judged = [judge_line(line, results, gate_record) for line in lines]
+    for group in (line for line in judged if line.get("kind") == "group"):
+        prefix = f"{group['id']}."
+        judge_group(group, [line for line in judged if line.get("kind") != "group" and str(line["id"]).startswith(prefix)])
     counts = {status: 0 for status in RUN_STATUSES}
     for line in judged:
         if line["run_status"]:

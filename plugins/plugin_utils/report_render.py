@@ -83,7 +83,8 @@ def to_markdown(report: dict, chart_note: str | None) -> str:
             "", "| id | line | checklist item | map status | in this run | evidence |", "|---|---|---|---|---|---|"]
     for line in checklist["lines"]:
         if line.get("kind") == "group":
-            out.append(f"| {md_cell(line['id'])} | {md_cell(line['line'])} | **{md_cell(line['text'])}** |  |  |  |")
+            out.append(f"| {md_cell(line['id'])} | {md_cell(line['line'])} | **{md_cell(line['text'])}** | {md_cell(line['status'])} "
+                       f"| {md_cell(line.get('run_status') or '')} | {len(line.get('items') or [])} items |")
             continue
         row = (line["id"], line["line"], line["text"], line["status"], line["run_status"], "<br>".join(evidence_text(line)))
         out.append("| " + " | ".join(md_cell(value) for value in row) + " |")
@@ -146,8 +147,9 @@ def to_html(report: dict, png: str | None, chart_note: str | None) -> str:
                  + "</tr>")
     for line in checklist["lines"]:
         if line.get("kind") == "group":
-            parts.append(f"<tr class='group' data-id='{esc(str(line['id']))}'><td>{esc(str(line['id']))}</td>"
-                         f"<td>{esc(str(line.get('line') or ''))}</td><td colspan='4'>{esc(str(line['text']))}</td></tr>")
+            parts.append(f"<tr class='group' data-id='{esc(str(line['id']))}'>" + cells((
+                esc(str(line["id"])), esc(str(line.get("line") or "")), esc(str(line["text"])), badge(line["status"]),
+                badge(line.get("run_status")), f"{len(line.get('items') or [])} items")) + "</tr>")
             continue
         evidence = "<br>".join(f"<span class='val'>{esc(text)}</span>" for text in evidence_text(line))
         parts.append(f"<tr data-id='{esc(str(line['id']))}'>" + cells((esc(str(line["id"])), esc(str(line.get("line") or "")),

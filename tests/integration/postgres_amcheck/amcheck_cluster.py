@@ -104,15 +104,17 @@ class Cluster:
             return cur.fetchall() if cur.description else []
 
 
-def run_module(collections_dir: Path, work: Path, args: dict[str, t.Any], check: bool = False) -> dict[str, t.Any]:
-    """Run pg_amcheck as Ansible does (a separate Python process reading its arguments); its JSON result."""
+def run_module(collections_dir: Path, work: Path, args: dict[str, t.Any], check: bool = False,
+               module: str = MODULE) -> dict[str, t.Any]:
+    """Run pg_amcheck (or another module) as Ansible does (a separate Python process reading its arguments); its JSON
+    result, with the process' exit status and output (``rc``, ``output``)."""
     args = dict(args)
     if check:
         args["_ansible_check_mode"] = True
     args_file = work / f"args-{secrets.token_hex(4)}.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    env = {**os.environ, "PYTHONPATH": str(collections_dir)}
-    proc = subprocess.run([sys.executable, "-m", MODULE, str(args_file)], capture_output=True, text=True, env=env,
+    env = {**{key: value for key, value in os.environ.items() if not key.startswith("PG")}, "PYTHONPATH": str(collections_dir)}
+    proc = subprocess.run([sys.executable, "-m", module, str(args_file)], capture_output=True, text=True, env=env,
                           timeout=120, check=False)
     args_file.unlink()
     try:
@@ -120,4 +122,5 @@ def run_module(collections_dir: Path, work: Path, args: dict[str, t.Any], check:
     except ValueError as exc:
         raise AssertionError(f"module output is not JSON (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from exc
     result["rc"] = proc.returncode
+    result["output"] = proc.stdout + proc.stderr
     return result

@@ -236,7 +236,7 @@ def test_group_status_is_derived_from_its_items(broken: dict, parsed: list[dict]
     group = entry_at(broken, 6)
     items = [entry_at(broken, line["line"])["status"] for line in parsed if line["group_line"] == 6]
     assert group["status"] == validator.derived_status(items)
-    group["status"] = "verified"
+    group["status"] = "automated" if group["status"] == "verified" else "verified"
     assert any("a group's status is derived from its items" in problem for problem in validator.check_statuses(broken, parsed))
 
 
