@@ -167,9 +167,10 @@ e2e-faults: lab-up
 # it ends (scripts/run-in-parallel.py). Then `make e2e`: the lab suites, on two labs side by side, with nothing else.
 TEST_JOBS ?= 2
 SUITE_TARGETS := $(foreach suite,$(INTEGRATION_SUITES),suite-$(subst /,.,$(patsubst tests/%/,%,$(suite))))
-SLOW_FIRST := suite-lab sanity suite-integration.postgres_backup suite-integration.haproxy suite-integration.stripe \
-	suite-integration.molecule suite-integration.dr_drill suite-integration.production_gate suite-integration.pgbackrest \
-	suite-integration.rollback_mirror lint suite-integration.migrations suite-integration.release_install unit
+SLOW_FIRST := suite-integration.pgbackrest suite-integration.molecule suite-integration.dr_drill suite-lab lint sanity \
+	suite-integration.postgres_backup unit suite-integration.loadbalancer suite-integration.release_audit \
+	suite-integration.stripe suite-integration.release_install suite-integration.haproxy suite-integration.rollback_mirror \
+	suite-integration.production_gate suite-integration.migrations
 CHECKS_WITHOUT_LAB := $(SLOW_FIRST) $(filter-out $(SLOW_FIRST),$(SUITE_TARGETS)) rules
 
 suite-%: venv host-venv collection system-packages
